@@ -1,0 +1,313 @@
+//! Codec tests: exact bytes, round trips, every truncated prefix, each invalid case by clause.
+
+use super::*;
+
+const MAX: usize = MAX_REMAINING_LENGTH + 5;
+
+fn dec(b: &[u8]) -> Result<Status<Packet<'_>>, Error> {
+    decode(b, Version::V311, MAX)
+}
+
+fn samples() -> Vec<Packet<'static>> {
+    vec![
+        Packet::Connect(Connect {
+            version: Version::V311,
+            clean_session: true,
+            keep_alive: 60,
+            client_id: "sensor1",
+            will: None,
+            username: None,
+            password: None,
+        }),
+        Packet::Connect(Connect {
+            version: Version::V31,
+            clean_session: false,
+            keep_alive: 0,
+            client_id: "c",
+            will: Some(Will {
+                topic: "dead/c",
+                payload: b"gone",
+                qos: QoS::ExactlyOnce,
+                retain: true,
+            }),
+            username: Some("bob"),
+            password: Some(b"secret"),
+        }),
+        Packet::Connack {
+            session_present: true,
+            code: 0,
+        },
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "cstutoring/chatroom",
+            pid: None,
+            payload: b"Hello world",
+        }),
+        Packet::Publish(Publish {
+            dup: true,
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            topic: "a/b",
+            pid: Some(65535),
+            payload: &[0u8; 300],
+        }),
+        Packet::Puback(1),
+        Packet::Pubrec(2),
+        Packet::Pubrel(3),
+        Packet::Pubcomp(4),
+        Packet::Subscribe {
+            pid: 7,
+            filters: vec![("home/+/sitting_room", QoS::AtLeastOnce), ("#", QoS::ExactlyOnce)],
+        },
+        Packet::Suback {
+            pid: 7,
+            codes: vec![1, 2, 0x80],
+        },
+        Packet::Unsubscribe {
+            pid: 8,
+            filters: vec!["a/#"],
+        },
+        Packet::Unsuback(8),
+        Packet::Pingreq,
+        Packet::Pingresp,
+        Packet::Disconnect,
+    ]
+}
+
+#[test]
+fn every_packet_round_trips() {
+    for p in samples() {
+        let mut out = Vec::new();
+        p.encode(&mut out);
+        let version = match &p {
+            Packet::Connect(c) => c.version,
+            _ => Version::V311,
+        };
+        assert_eq!(
+            decode(&out, version, MAX).unwrap(),
+            Status::Complete(p.clone(), out.len()),
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
+fn every_truncated_prefix_is_partial() {
+    for p in samples() {
+        let mut out = Vec::new();
+        p.encode(&mut out);
+        for cut in 0..out.len() {
+            assert_eq!(dec(&out[..cut]).unwrap(), Status::Partial, "{p:?} cut at {cut}");
+        }
+    }
+}
+
+#[test]
+fn exact_bytes_of_common_packets() {
+    let mut out = Vec::new();
+    encode_connack(&mut out, false, connack::NOT_AUTHORIZED);
+    assert_eq!(out, [0x20, 0x02, 0x00, 0x05]);
+    out.clear();
+    encode_publish(&mut out, false, QoS::AtLeastOnce, true, "a/b", Some(10), b"hi");
+    assert_eq!(out, [0x33, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0a, b'h', b'i']);
+    out.clear();
+    encode_ack(&mut out, PUBREL, 0x0102);
+    assert_eq!(out, [0x62, 0x02, 0x01, 0x02]);
+    out.clear();
+    encode_suback(&mut out, 1, &[0, 1, 0x80]);
+    assert_eq!(out, [0x90, 0x05, 0x00, 0x01, 0x00, 0x01, 0x80]);
+}
+
+#[test]
+fn two_packets_in_one_buffer_decode_one_at_a_time() {
+    let b = [0xc0, 0x00, 0xe0, 0x00];
+    assert_eq!(dec(&b).unwrap(), Status::Complete(Packet::Pingreq, 2));
+    assert_eq!(dec(&b[2..]).unwrap(), Status::Complete(Packet::Disconnect, 2));
+}
+
+fn malformed(b: &[u8], clause: &str) {
+    match dec(b) {
+        Err(Error::Malformed(m)) | Err(Error::Protocol(m)) => {
+            assert!(m.contains(clause), "{b:02x?}: got {m}, want {clause}")
+        }
+        other => panic!("{b:02x?}: got {other:?}, want an error citing {clause}"),
+    }
+}
+
+#[test]
+fn fixed_header_flags_are_checked() {
+    // [MQTT-2.2.2-1] [MQTT-2.2.2-2]: each type's flags are fixed.
+    malformed(&[0x11, 0x00], "MQTT-2.2.2-2"); // CONNECT with flags
+    malformed(&[0x60 | 0x00, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // PUBREL without 0010
+    malformed(&[0x80, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // SUBSCRIBE without 0010
+    malformed(&[0xa0, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // UNSUBSCRIBE without 0010
+    malformed(&[0x41, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // PUBACK with flags
+    malformed(&[0xc1, 0x00], "MQTT-2.2.2-2"); // PINGREQ with flags
+    malformed(&[0xe2, 0x00], "MQTT-2.2.2-2"); // DISCONNECT with flags
+    // Reserved types 0 and 15.
+    malformed(&[0x00, 0x00], "MQTT-2.2.1");
+    malformed(&[0xf0, 0x00], "MQTT-2.2.1");
+    // [MQTT-3.3.1-4] QoS 3, [MQTT-3.3.1-2] DUP with QoS 0.
+    malformed(&[0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x01], "MQTT-3.3.1-4");
+    malformed(&[0x38, 0x03, 0x00, 0x01, b'a'], "MQTT-3.3.1-2");
+}
+
+#[test]
+fn flags_are_rejected_before_the_body_arrives() {
+    // A bad first byte is an error at once, not "need more".
+    malformed(&[0x11], "MQTT-2.2.2");
+}
+
+#[test]
+fn remaining_length_over_four_bytes_is_malformed() {
+    malformed(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01], "MQTT-2.2.3");
+}
+
+#[test]
+fn oversized_packet_is_refused_from_its_header() {
+    // 256 MB announced, two bytes sent: refused before any body byte is awaited.
+    let b = [0x30, 0xff, 0xff, 0xff, 0x7f];
+    assert_eq!(
+        decode(&b, Version::V311, 1024),
+        Err(Error::TooLarge {
+            len: 268_435_460,
+            max: 1024
+        })
+    );
+    // Exactly at the limit is fine.
+    assert_eq!(
+        decode(&[0xc0, 0x00], Version::V311, 2).unwrap(),
+        Status::Complete(Packet::Pingreq, 2)
+    );
+    assert!(decode(&[0xc0, 0x00], Version::V311, 1).is_err());
+}
+
+fn connect_bytes(name: &[u8], level: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    body.extend_from_slice(name);
+    body.push(level);
+    body.push(flags);
+    body.extend_from_slice(&[0, 60]);
+    body.extend_from_slice(payload);
+    let mut out = vec![0x10];
+    write_remaining_length(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn connect_rules() {
+    let id = [0x00, 0x01, b'c'];
+    // [MQTT-3.1.2-3] reserved flag.
+    malformed(&connect_bytes(b"MQTT", 4, 0x03, &id), "MQTT-3.1.2-3");
+    // [MQTT-3.1.2-11/13/15] will QoS or retain without will flag.
+    malformed(&connect_bytes(b"MQTT", 4, 0x08, &id), "MQTT-3.1.2-13");
+    malformed(&connect_bytes(b"MQTT", 4, 0x20, &id), "MQTT-3.1.2-15");
+    // [MQTT-3.1.2-14] will QoS 3.
+    let mut will = id.to_vec();
+    will.extend_from_slice(&[0, 1, b't', 0, 0]);
+    malformed(&connect_bytes(b"MQTT", 4, 0x04 | 0x18, &will), "MQTT-3.1.2-14");
+    // Will topic with a wildcard [MQTT-3.3.2-2].
+    let mut will = id.to_vec();
+    will.extend_from_slice(&[0, 1, b'#', 0, 0]);
+    malformed(&connect_bytes(b"MQTT", 4, 0x04, &will), "MQTT-3.3.2-2");
+    // [MQTT-3.1.2-22] password without user name (3.1.1).
+    let mut pw = id.to_vec();
+    pw.extend_from_slice(&[0, 1, b'p']);
+    malformed(&connect_bytes(b"MQTT", 4, 0x40, &pw), "MQTT-3.1.2-22");
+    // [MQTT-3.1.2-1] unknown protocol name.
+    malformed(&connect_bytes(b"MQTX", 4, 0x02, &id), "MQTT-3.1.2-1");
+    // [MQTT-3.1.2-2] known name, unsupported level.
+    assert_eq!(
+        dec(&connect_bytes(b"MQTT", 7, 0x02, &id)),
+        Err(Error::UnsupportedVersion(7))
+    );
+    assert_eq!(
+        dec(&connect_bytes(b"MQIsdp", 4, 0x02, &id)),
+        Err(Error::UnsupportedVersion(4))
+    );
+    // Trailing garbage after the last field.
+    let mut extra = id.to_vec();
+    extra.push(0);
+    assert!(matches!(dec(&connect_bytes(b"MQTT", 4, 0x02, &extra)), Err(Error::Malformed(_))));
+    // Client id with U+0000 [MQTT-1.5.3-2].
+    malformed(&connect_bytes(b"MQTT", 4, 0x02, &[0, 1, 0]), "MQTT-1.5.3-2");
+    // Both versions accepted.
+    let b = connect_bytes(b"MQIsdp", 3, 0x02, &id);
+    let Status::Complete(Packet::Connect(c), _) = dec(&b).unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.version, Version::V31);
+}
+
+#[test]
+fn publish_rules() {
+    // [MQTT-3.3.2-2] wildcard in topic name.
+    malformed(&[0x30, 0x04, 0x00, 0x02, b'a', b'+'], "MQTT-3.3.2-2");
+    malformed(&[0x30, 0x03, 0x00, 0x01, b'#'], "MQTT-3.3.2-2");
+    // [MQTT-2.3.1-1] QoS 1 with packet identifier 0.
+    malformed(&[0x32, 0x05, 0x00, 0x01, b'a', 0x00, 0x00], "MQTT-2.3.1-1");
+    // Topic with a surrogate [MQTT-1.5.3-1].
+    malformed(&[0x30, 0x05, 0x00, 0x03, 0xed, 0xa0, 0x80], "MQTT-1.5.3-1");
+    // Topic length running past the packet.
+    assert!(matches!(dec(&[0x30, 0x03, 0x00, 0x05, b'a']), Err(Error::Malformed(_))));
+    // Empty payload is fine.
+    assert!(matches!(dec(&[0x30, 0x03, 0x00, 0x01, b'a']), Ok(Status::Complete(_, 5))));
+}
+
+#[test]
+fn subscribe_rules() {
+    // [MQTT-3.8.3-3] no filters.
+    malformed(&[0x82, 0x02, 0x00, 0x01], "MQTT-3.8.3-3");
+    // [MQTT-3.10.3-2] no filters.
+    malformed(&[0xa2, 0x02, 0x00, 0x01], "MQTT-3.10.3-2");
+    // [MQTT-3.8.3-4] reserved bits / QoS 3.
+    malformed(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x04], "MQTT-3.8.3-4");
+    malformed(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03], "MQTT-3.8.3-4");
+    // [MQTT-4.7.1-2] [MQTT-4.7.1-3]
+    malformed(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x02, b'a', b'#', 0x00], "MQTT-4.7.1-2");
+    malformed(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x02, b'a', b'+', 0x00], "MQTT-4.7.1-3");
+    malformed(&[0xa2, 0x06, 0x00, 0x01, 0x00, 0x02, b'#', b'a'], "MQTT-4.7.1-2");
+    // [MQTT-2.3.1-1]
+    malformed(&[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00], "MQTT-2.3.1-1");
+    malformed(&[0x40, 0x02, 0x00, 0x00], "MQTT-2.3.1-1");
+}
+
+#[test]
+fn fixed_size_packets_must_have_exact_length() {
+    assert!(matches!(dec(&[0x40, 0x03, 0x00, 0x01, 0x00]), Err(Error::Malformed(_))));
+    assert!(matches!(dec(&[0xc0, 0x01, 0x00]), Err(Error::Malformed(_))));
+    assert!(matches!(dec(&[0xe0, 0x01, 0x00]), Err(Error::Malformed(_))));
+    assert!(matches!(dec(&[0x40, 0x01, 0x00]), Err(Error::Malformed(_))));
+}
+
+/// A small deterministic generator, so the "never panics" check runs in every `cargo test`
+/// (the fuzz targets go much further).
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut buf = Vec::new();
+    for _ in 0..200_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 40) as usize;
+        buf.clear();
+        let mut y = x;
+        for i in 0..len {
+            y = y.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let b = (y >> 56) as u8;
+            // Keep the first byte a known type often, and the length small, to reach the bodies.
+            buf.push(match i {
+                0 => (b & 0xf0) | ((b & 1) << 1),
+                1 => b & 0x3f,
+                _ => b,
+            });
+        }
+        let _ = dec(&buf);
+        let _ = decode(&buf, Version::V31, 64);
+    }
+}
