@@ -68,15 +68,27 @@ pub struct Publish<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet<'a> {
     Connect(Connect<'a>),
-    Connack { session_present: bool, code: u8 },
+    Connack {
+        session_present: bool,
+        code: u8,
+    },
     Publish(Publish<'a>),
     Puback(u16),
     Pubrec(u16),
     Pubrel(u16),
     Pubcomp(u16),
-    Subscribe { pid: u16, filters: Vec<(&'a str, QoS)> },
-    Suback { pid: u16, codes: Vec<u8> },
-    Unsubscribe { pid: u16, filters: Vec<&'a str> },
+    Subscribe {
+        pid: u16,
+        filters: Vec<(&'a str, QoS)>,
+    },
+    Suback {
+        pid: u16,
+        codes: Vec<u8>,
+    },
+    Unsubscribe {
+        pid: u16,
+        filters: Vec<&'a str>,
+    },
     Unsuback(u16),
     Pingreq,
     Pingresp,
@@ -223,7 +235,9 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
             let flags = r.u8()?;
             let code = r.u8()?;
             if flags & 0xfe != 0 {
-                return Err(Error::Malformed("[MQTT-3.2.2-1] CONNACK reserved flags set"));
+                return Err(Error::Malformed(
+                    "[MQTT-3.2.2-1] CONNACK reserved flags set",
+                ));
             }
             Packet::Connack {
                 session_present: flags & 1 == 1,
@@ -264,9 +278,8 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
                         "[MQTT-3.8.3-4] SUBSCRIBE requested QoS reserved bits set",
                     ));
                 }
-                let qos = QoS::from_u8(opts).ok_or(Error::Malformed(
-                    "[MQTT-3.8.3-4] SUBSCRIBE requested QoS 3",
-                ))?;
+                let qos = QoS::from_u8(opts)
+                    .ok_or(Error::Malformed("[MQTT-3.8.3-4] SUBSCRIBE requested QoS 3"))?;
                 topic::validate_filter(f)?;
                 filters.push((f, qos));
             }

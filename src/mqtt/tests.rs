@@ -59,7 +59,10 @@ fn samples() -> Vec<Packet<'static>> {
         Packet::Pubcomp(4),
         Packet::Subscribe {
             pid: 7,
-            filters: vec![("home/+/sitting_room", QoS::AtLeastOnce), ("#", QoS::ExactlyOnce)],
+            filters: vec![
+                ("home/+/sitting_room", QoS::AtLeastOnce),
+                ("#", QoS::ExactlyOnce),
+            ],
         },
         Packet::Suback {
             pid: 7,
@@ -99,7 +102,11 @@ fn every_truncated_prefix_is_partial() {
         let mut out = Vec::new();
         p.encode(&mut out);
         for cut in 0..out.len() {
-            assert_eq!(dec(&out[..cut]).unwrap(), Status::Partial, "{p:?} cut at {cut}");
+            assert_eq!(
+                dec(&out[..cut]).unwrap(),
+                Status::Partial,
+                "{p:?} cut at {cut}"
+            );
         }
     }
 }
@@ -110,8 +117,19 @@ fn exact_bytes_of_common_packets() {
     encode_connack(&mut out, false, connack::NOT_AUTHORIZED);
     assert_eq!(out, [0x20, 0x02, 0x00, 0x05]);
     out.clear();
-    encode_publish(&mut out, false, QoS::AtLeastOnce, true, "a/b", Some(10), b"hi");
-    assert_eq!(out, [0x33, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0a, b'h', b'i']);
+    encode_publish(
+        &mut out,
+        false,
+        QoS::AtLeastOnce,
+        true,
+        "a/b",
+        Some(10),
+        b"hi",
+    );
+    assert_eq!(
+        out,
+        [0x33, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0a, b'h', b'i']
+    );
     out.clear();
     encode_ack(&mut out, PUBREL, 0x0102);
     assert_eq!(out, [0x62, 0x02, 0x01, 0x02]);
@@ -124,7 +142,10 @@ fn exact_bytes_of_common_packets() {
 fn two_packets_in_one_buffer_decode_one_at_a_time() {
     let b = [0xc0, 0x00, 0xe0, 0x00];
     assert_eq!(dec(&b).unwrap(), Status::Complete(Packet::Pingreq, 2));
-    assert_eq!(dec(&b[2..]).unwrap(), Status::Complete(Packet::Disconnect, 2));
+    assert_eq!(
+        dec(&b[2..]).unwrap(),
+        Status::Complete(Packet::Disconnect, 2)
+    );
 }
 
 fn malformed(b: &[u8], clause: &str) {
@@ -146,7 +167,7 @@ fn fixed_header_flags_are_checked() {
     malformed(&[0x41, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // PUBACK with flags
     malformed(&[0xc1, 0x00], "MQTT-2.2.2-2"); // PINGREQ with flags
     malformed(&[0xe2, 0x00], "MQTT-2.2.2-2"); // DISCONNECT with flags
-    // Reserved types 0 and 15.
+                                              // Reserved types 0 and 15.
     malformed(&[0x00, 0x00], "MQTT-2.2.1");
     malformed(&[0xf0, 0x00], "MQTT-2.2.1");
     // [MQTT-3.3.1-4] QoS 3, [MQTT-3.3.1-2] DUP with QoS 0.
@@ -209,7 +230,10 @@ fn connect_rules() {
     // [MQTT-3.1.2-14] will QoS 3.
     let mut will = id.to_vec();
     will.extend_from_slice(&[0, 1, b't', 0, 0]);
-    malformed(&connect_bytes(b"MQTT", 4, 0x04 | 0x18, &will), "MQTT-3.1.2-14");
+    malformed(
+        &connect_bytes(b"MQTT", 4, 0x04 | 0x18, &will),
+        "MQTT-3.1.2-14",
+    );
     // Will topic with a wildcard [MQTT-3.3.2-2].
     let mut will = id.to_vec();
     will.extend_from_slice(&[0, 1, b'#', 0, 0]);
@@ -232,7 +256,10 @@ fn connect_rules() {
     // Trailing garbage after the last field.
     let mut extra = id.to_vec();
     extra.push(0);
-    assert!(matches!(dec(&connect_bytes(b"MQTT", 4, 0x02, &extra)), Err(Error::Malformed(_))));
+    assert!(matches!(
+        dec(&connect_bytes(b"MQTT", 4, 0x02, &extra)),
+        Err(Error::Malformed(_))
+    ));
     // Client id with U+0000 [MQTT-1.5.3-2].
     malformed(&connect_bytes(b"MQTT", 4, 0x02, &[0, 1, 0]), "MQTT-1.5.3-2");
     // Both versions accepted.
@@ -253,9 +280,15 @@ fn publish_rules() {
     // Topic with a surrogate [MQTT-1.5.3-1].
     malformed(&[0x30, 0x05, 0x00, 0x03, 0xed, 0xa0, 0x80], "MQTT-1.5.3-1");
     // Topic length running past the packet.
-    assert!(matches!(dec(&[0x30, 0x03, 0x00, 0x05, b'a']), Err(Error::Malformed(_))));
+    assert!(matches!(
+        dec(&[0x30, 0x03, 0x00, 0x05, b'a']),
+        Err(Error::Malformed(_))
+    ));
     // Empty payload is fine.
-    assert!(matches!(dec(&[0x30, 0x03, 0x00, 0x01, b'a']), Ok(Status::Complete(_, 5))));
+    assert!(matches!(
+        dec(&[0x30, 0x03, 0x00, 0x01, b'a']),
+        Ok(Status::Complete(_, 5))
+    ));
 }
 
 #[test]
@@ -265,20 +298,41 @@ fn subscribe_rules() {
     // [MQTT-3.10.3-2] no filters.
     malformed(&[0xa2, 0x02, 0x00, 0x01], "MQTT-3.10.3-2");
     // [MQTT-3.8.3-4] reserved bits / QoS 3.
-    malformed(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x04], "MQTT-3.8.3-4");
-    malformed(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03], "MQTT-3.8.3-4");
+    malformed(
+        &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x04],
+        "MQTT-3.8.3-4",
+    );
+    malformed(
+        &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03],
+        "MQTT-3.8.3-4",
+    );
     // [MQTT-4.7.1-2] [MQTT-4.7.1-3]
-    malformed(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x02, b'a', b'#', 0x00], "MQTT-4.7.1-2");
-    malformed(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x02, b'a', b'+', 0x00], "MQTT-4.7.1-3");
-    malformed(&[0xa2, 0x06, 0x00, 0x01, 0x00, 0x02, b'#', b'a'], "MQTT-4.7.1-2");
+    malformed(
+        &[0x82, 0x07, 0x00, 0x01, 0x00, 0x02, b'a', b'#', 0x00],
+        "MQTT-4.7.1-2",
+    );
+    malformed(
+        &[0x82, 0x07, 0x00, 0x01, 0x00, 0x02, b'a', b'+', 0x00],
+        "MQTT-4.7.1-3",
+    );
+    malformed(
+        &[0xa2, 0x06, 0x00, 0x01, 0x00, 0x02, b'#', b'a'],
+        "MQTT-4.7.1-2",
+    );
     // [MQTT-2.3.1-1]
-    malformed(&[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00], "MQTT-2.3.1-1");
+    malformed(
+        &[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00],
+        "MQTT-2.3.1-1",
+    );
     malformed(&[0x40, 0x02, 0x00, 0x00], "MQTT-2.3.1-1");
 }
 
 #[test]
 fn fixed_size_packets_must_have_exact_length() {
-    assert!(matches!(dec(&[0x40, 0x03, 0x00, 0x01, 0x00]), Err(Error::Malformed(_))));
+    assert!(matches!(
+        dec(&[0x40, 0x03, 0x00, 0x01, 0x00]),
+        Err(Error::Malformed(_))
+    ));
     assert!(matches!(dec(&[0xc0, 0x01, 0x00]), Err(Error::Malformed(_))));
     assert!(matches!(dec(&[0xe0, 0x01, 0x00]), Err(Error::Malformed(_))));
     assert!(matches!(dec(&[0x40, 0x01, 0x00]), Err(Error::Malformed(_))));
@@ -298,7 +352,9 @@ fn arbitrary_bytes_never_panic() {
         buf.clear();
         let mut y = x;
         for i in 0..len {
-            y = y.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            y = y
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let b = (y >> 56) as u8;
             // Keep the first byte a known type often, and the length small, to reach the bodies.
             buf.push(match i {

@@ -69,14 +69,28 @@ mod tests {
     fn names_reject_wildcards_and_empty() {
         assert!(validate_name("a/b").is_ok());
         assert!(validate_name("/").is_ok());
-        assert!(matches!(validate_name("a/+"), Err(Error::Protocol(m)) if m.contains("MQTT-3.3.2-2")));
-        assert!(matches!(validate_name("#"), Err(Error::Protocol(m)) if m.contains("MQTT-3.3.2-2")));
+        assert!(
+            matches!(validate_name("a/+"), Err(Error::Protocol(m)) if m.contains("MQTT-3.3.2-2"))
+        );
+        assert!(
+            matches!(validate_name("#"), Err(Error::Protocol(m)) if m.contains("MQTT-3.3.2-2"))
+        );
         assert!(matches!(validate_name(""), Err(Error::Protocol(m)) if m.contains("MQTT-4.7.3-1")));
     }
 
     #[test]
     fn filters_allow_wildcards_only_as_whole_levels() {
-        for ok in ["#", "+", "a/#", "+/+", "a/+/b", "/+", "+/", "sport/tennis/#", "//"] {
+        for ok in [
+            "#",
+            "+",
+            "a/#",
+            "+/+",
+            "a/+/b",
+            "/+",
+            "+/",
+            "sport/tennis/#",
+            "//",
+        ] {
             assert!(validate_filter(ok).is_ok(), "{ok}");
         }
         for bad in ["a#", "a/#/b", "#/a", "a/b#"] {
@@ -98,8 +112,16 @@ mod tests {
     fn matching_follows_section_4_7() {
         let cases = [
             ("sport/tennis/player1/#", "sport/tennis/player1", true),
-            ("sport/tennis/player1/#", "sport/tennis/player1/ranking", true),
-            ("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/ranking",
+                true,
+            ),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/score/wimbledon",
+                true,
+            ),
             ("sport/#", "sport", true),
             ("#", "anything/at/all", true),
             ("sport/tennis/+", "sport/tennis/player1", true),

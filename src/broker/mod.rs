@@ -1,0 +1,924 @@
+//! The broker core: sessions, routing, retained messages, QoS flows, keepalive and wills.
+//!
+//! It performs no IO and reads no clock. The network layer calls, in this order:
+//! 1. [`Broker::open`] when a connection is accepted;
+//! 2. [`Broker::received`] with the bytes read, which returns how many it consumed (a partial
+//!    packet is left for the caller to keep and hand back with the next bytes);
+//! 3. [`Broker::take_dirty`] after a batch of events, then for each connection named
+//!    [`Broker::output`] / [`Broker::written`] to write what is pending, and
+//!    [`Broker::is_closed`] to learn whether to close the socket;
+//! 4. [`Broker::lost`] when the socket reports end of file or an error;
+//! 5. [`Broker::release`] once the socket is gone, which frees the connection's slot;
+//! 6. [`Broker::tick`] whenever [`Broker::next_deadline`] has passed.
+//!
+//! Time is milliseconds on a monotonic clock chosen by the caller.
+
+mod retain;
+mod session;
+mod subs;
+mod trie;
+
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::rc::Rc;
+
+use log::{debug, info, warn};
+use slab::Slab;
+
+use crate::mqtt::{self, connack, Packet, QoS, Status, Version};
+pub use retain::Retained;
+use session::{Ack, Inflight, Queued, Session};
+pub use subs::Subscriptions;
+
+/// Index of a connection, chosen by the network layer (its slab key).
+pub type ConnId = usize;
+/// Index of a session in the broker's slab.
+pub type SessionId = usize;
+/// Milliseconds on the caller's monotonic clock.
+pub type Millis = u64;
+
+/// An application message, stored once and shared by every queue and the retained store.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Message {
+    pub topic: Box<str>,
+    pub payload: Box<[u8]>,
+    /// The QoS it was published with.
+    pub qos: QoS,
+    /// The RETAIN flag it was published with.
+    pub retain: bool,
+}
+
+pub type Msg = Rc<Message>;
+
+/// Output queued for one connection beyond which no further queued message is encoded until
+/// the socket has taken some: a subscriber that cannot keep up holds its backlog in its bounded
+/// message queue, not in an ever-growing byte buffer.
+const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Largest CONNECT a client can need (protocol name, flags and five 65,535-byte fields), and so
+/// the most a connection that has not yet been accepted may make the broker buffer.
+pub const MAX_CONNECT_LEN: usize = 5 + 8 + 4 + 5 * (2 + 65_535);
+
+/// The broker's settings (a subset of mosquitto.conf's, filled by the config module).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub allow_anonymous: bool,
+    /// Unacknowledged outgoing QoS 1/2 messages per client; 0 means no limit (65,535 at most,
+    /// the number of packet identifiers).
+    pub max_inflight_messages: usize,
+    /// Messages queued per client beyond those in flight; 0 means no limit.
+    pub max_queued_messages: usize,
+    /// Largest PUBLISH payload accepted; 0 means no limit. A larger one is dropped.
+    pub message_size_limit: usize,
+    /// mosquitto 2.0 applies max_keepalive to MQTT 5 clients only; kept for that.
+    pub max_keepalive: u16,
+    pub auto_id_prefix: String,
+    /// How long a connection may take to send its CONNECT.
+    pub connect_timeout_ms: Millis,
+    /// Seed for assigned client identifiers.
+    pub id_seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            allow_anonymous: true,
+            max_inflight_messages: 20,
+            max_queued_messages: 1000,
+            message_size_limit: 0,
+            max_keepalive: 65_535,
+            auto_id_prefix: "auto-".into(),
+            connect_timeout_ms: 20_000,
+            id_seed: 0x5eed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitConnect,
+    Connected,
+    Closed,
+}
+
+struct Conn {
+    /// Distinguishes this connection from earlier ones that used the same slot.
+    serial: u64,
+    peer: Box<str>,
+    state: State,
+    version: Version,
+    session: Option<SessionId>,
+    keep_alive: u16,
+    opened: Millis,
+    last_rx: Millis,
+    will: Option<Msg>,
+    out: Vec<u8>,
+    out_pos: usize,
+    dirty: bool,
+    /// Due time of this connection's one live entry in the timer heap (`Millis::MAX`: none).
+    timer_at: Millis,
+}
+
+/// Why a connection ends; decides the log line and whether the will is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The client sent DISCONNECT: the will is discarded [MQTT-3.1.2-10].
+    Disconnect,
+    /// The client closed the socket without DISCONNECT.
+    Eof,
+    /// The socket failed.
+    SocketError,
+    /// Nothing heard for 1.5 × keepalive [MQTT-3.1.2-24], or no CONNECT in time.
+    Timeout,
+    /// The client broke the protocol.
+    Protocol,
+    /// Another connection took over the client id [MQTT-3.1.4-2].
+    Takeover,
+    /// CONNECT was refused with a CONNACK return code.
+    Refused,
+}
+
+/// Counters for logs and $SYS.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub msgs_received: u64,
+    pub msgs_sent: u64,
+    pub msgs_dropped: u64,
+    pub connections_total: u64,
+}
+
+pub struct Broker {
+    cfg: Config,
+    conns: Vec<Option<Conn>>,
+    sessions: Slab<Session>,
+    by_id: HashMap<Box<str>, SessionId>,
+    subs: Subscriptions,
+    retained: Retained,
+    timers: BinaryHeap<Reverse<(Millis, ConnId, u64)>>,
+    dirty: Vec<ConnId>,
+    serial: u64,
+    ids_assigned: u64,
+    max_packet: usize,
+    scratch_matches: Vec<(SessionId, QoS)>,
+    scratch_stack: Vec<(usize, usize)>,
+    pub stats: Stats,
+}
+
+impl Broker {
+    pub fn new(cfg: Config) -> Broker {
+        let max_packet = if cfg.message_size_limit > 0 {
+            // The payload limit, plus room for the largest topic, packet id and fixed header.
+            cfg.message_size_limit
+                .saturating_add(2 + 65_535 + 2 + 5)
+                .min(mqtt::MAX_REMAINING_LENGTH + 5)
+        } else {
+            mqtt::MAX_REMAINING_LENGTH + 5
+        };
+        Broker {
+            cfg,
+            conns: Vec::new(),
+            sessions: Slab::new(),
+            by_id: HashMap::new(),
+            subs: Subscriptions::default(),
+            retained: Retained::default(),
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
+            serial: 0,
+            ids_assigned: 0,
+            max_packet,
+            scratch_matches: Vec::new(),
+            scratch_stack: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    // ----- the network layer's interface ---------------------------------------------------
+
+    /// A connection was accepted from `peer` ("127.0.0.1:50000") on listener `port`.
+    pub fn open(&mut self, id: ConnId, peer: &str, port: u16, now: Millis) {
+        if self.conns.len() <= id {
+            self.conns.resize_with(id + 1, || None);
+        }
+        self.serial += 1;
+        self.stats.connections_total += 1;
+        info!("New connection from {peer} on port {port}.");
+        self.conns[id] = Some(Conn {
+            serial: self.serial,
+            peer: peer.into(),
+            state: State::AwaitConnect,
+            version: Version::V311,
+            session: None,
+            keep_alive: 0,
+            opened: now,
+            last_rx: now,
+            will: None,
+            out: Vec::new(),
+            out_pos: 0,
+            dirty: false,
+            timer_at: Millis::MAX,
+        });
+        self.arm(id, now + self.cfg.connect_timeout_ms);
+    }
+
+    /// Makes sure the connection's timer fires no later than `at`. Each connection has one live
+    /// heap entry (the one due at `timer_at`); others left behind are skipped when they pop.
+    fn arm(&mut self, id: ConnId, at: Millis) {
+        if let Some(Some(c)) = self.conns.get_mut(id) {
+            if at < c.timer_at {
+                c.timer_at = at;
+                self.timers.push(Reverse((at, id, c.serial)));
+            }
+        }
+    }
+
+    /// Handles the bytes read from connection `id`, packet by packet. Returns how many were
+    /// consumed: the rest is an incomplete packet that the caller keeps and passes again, with
+    /// what follows it, next time. Once the connection is closed every byte is consumed.
+    pub fn received(&mut self, id: ConnId, data: &[u8], now: Millis) -> usize {
+        let mut pos = 0;
+        let max_packet = self.max_packet;
+        loop {
+            let Some(conn) = self.live(id) else {
+                return data.len();
+            };
+            let max = if conn.state == State::AwaitConnect {
+                max_packet.min(MAX_CONNECT_LEN)
+            } else {
+                max_packet
+            };
+            match mqtt::decode(&data[pos..], conn.version, max) {
+                Ok(Status::Complete(p, n)) => {
+                    pos += n;
+                    conn.last_rx = now;
+                    self.handle(id, p, now);
+                }
+                Ok(Status::Partial) => return pos,
+                Err(e) => {
+                    self.decode_error(id, e, now);
+                    return data.len();
+                }
+            }
+        }
+    }
+
+    /// The socket of `id` reached end of file (`error` false) or failed.
+    pub fn lost(&mut self, id: ConnId, error: bool, now: Millis) {
+        if self.live(id).is_some() {
+            let why = if error {
+                Close::SocketError
+            } else {
+                Close::Eof
+            };
+            self.close(id, why, now);
+        }
+    }
+
+    /// Bytes waiting to be written to `id`.
+    pub fn output(&self, id: ConnId) -> &[u8] {
+        match self.conns.get(id) {
+            Some(Some(c)) => &c.out[c.out_pos..],
+            _ => &[],
+        }
+    }
+
+    /// `n` bytes of [`Broker::output`] were written. Frees the buffer once it is empty and refills
+    /// it from the client's queue.
+    pub fn written(&mut self, id: ConnId, n: usize, now: Millis) {
+        let _ = now;
+        let Some(Some(c)) = self.conns.get_mut(id) else {
+            return;
+        };
+        c.out_pos = (c.out_pos + n).min(c.out.len());
+        if c.out_pos == c.out.len() {
+            // Idle connections hold no output buffer.
+            c.out = Vec::new();
+            c.out_pos = 0;
+        } else if c.out_pos >= OUT_HIGH_WATER {
+            c.out.drain(..c.out_pos);
+            c.out_pos = 0;
+        }
+        if c.state == State::Connected {
+            if let Some(sid) = c.session {
+                self.pump(sid);
+            }
+        }
+    }
+
+    /// Whether the broker has closed `id`: the caller writes what output it can, closes the
+    /// socket and calls [`Broker::release`].
+    pub fn is_closed(&self, id: ConnId) -> bool {
+        !matches!(self.conns.get(id), Some(Some(c)) if c.state != State::Closed)
+    }
+
+    /// The socket of `id` is gone; its slot may be reused by the next [`Broker::open`].
+    pub fn release(&mut self, id: ConnId) {
+        if let Some(slot) = self.conns.get_mut(id) {
+            if let Some(c) = slot {
+                if c.state != State::Closed {
+                    // The caller dropped a live connection: treat it as a socket error.
+                    self.close(id, Close::SocketError, 0);
+                }
+            }
+            self.conns[id] = None;
+        }
+    }
+
+    /// Moves the connections with new output or a new close into `into` (cleared first).
+    pub fn take_dirty(&mut self, into: &mut Vec<ConnId>) {
+        into.clear();
+        std::mem::swap(into, &mut self.dirty);
+        for &id in into.iter() {
+            if let Some(Some(c)) = self.conns.get_mut(id) {
+                c.dirty = false;
+            }
+        }
+    }
+
+    /// The earliest time at which [`Broker::tick`] has work to do.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Runs every timer due at `now`: keepalive expiry and CONNECT timeouts.
+    pub fn tick(&mut self, now: Millis) {
+        while let Some(&Reverse((due, id, serial))) = self.timers.peek() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(Some(c)) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if c.serial != serial || c.timer_at != due {
+                continue;
+            }
+            c.timer_at = Millis::MAX;
+            let deadline = match c.state {
+                State::AwaitConnect => c.opened + self.cfg.connect_timeout_ms,
+                State::Connected if c.keep_alive > 0 => c.last_rx + c.keep_alive as u64 * 1500,
+                _ => continue,
+            };
+            if deadline > now {
+                self.arm(id, deadline);
+            } else {
+                self.close(id, Close::Timeout, now);
+            }
+        }
+    }
+
+    // ----- queries, for tests and $SYS -------------------------------------------------------
+
+    pub fn connection_count(&self) -> usize {
+        self.conns
+            .iter()
+            .flatten()
+            .filter(|c| c.state == State::Connected)
+            .count()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn retained(&self) -> &Retained {
+        &self.retained
+    }
+
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subs
+    }
+
+    /// (queued, in flight) message counts of a client's session.
+    pub fn session_queue(&self, client_id: &str) -> Option<(usize, usize)> {
+        let s = &self.sessions[*self.by_id.get(client_id)?];
+        Some((s.queue.len(), s.inflight.len()))
+    }
+
+    // ----- internals ------------------------------------------------------------------------
+
+    fn live(&mut self, id: ConnId) -> Option<&mut Conn> {
+        match self.conns.get_mut(id) {
+            Some(Some(c)) if c.state != State::Closed => Some(c),
+            _ => None,
+        }
+    }
+
+    fn client_name(&self, id: ConnId) -> &str {
+        match self.conns.get(id) {
+            Some(Some(Conn {
+                session: Some(sid), ..
+            })) => &self.sessions[*sid].client_id,
+            _ => "<unknown>",
+        }
+    }
+
+    fn mark(&mut self, id: ConnId) {
+        if let Some(Some(c)) = self.conns.get_mut(id) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// The output buffer of `id`, marked for writing.
+    fn out(&mut self, id: ConnId) -> Option<&mut Vec<u8>> {
+        self.mark(id);
+        match self.conns.get_mut(id) {
+            Some(Some(c)) if c.state != State::Closed => Some(&mut c.out),
+            _ => None,
+        }
+    }
+
+    fn decode_error(&mut self, id: ConnId, e: mqtt::Error, now: Millis) {
+        let connected = self.live(id).is_some_and(|c| c.state == State::Connected);
+        match e {
+            mqtt::Error::UnsupportedVersion(level) if !connected => {
+                info!(
+                    "Client <unknown> disconnected: unsupported protocol version {level} [MQTT-3.1.2-2]."
+                );
+                if let Some(out) = self.out(id) {
+                    mqtt::encode_connack(out, false, connack::UNACCEPTABLE_PROTOCOL_VERSION);
+                }
+                self.close(id, Close::Refused, now);
+            }
+            e => {
+                info!(
+                    "Client {} disconnected due to protocol error: {e}.",
+                    self.client_name(id)
+                );
+                self.close(id, Close::Protocol, now);
+            }
+        }
+    }
+
+    fn protocol_error(&mut self, id: ConnId, why: &str, now: Millis) {
+        info!(
+            "Client {} disconnected due to protocol error: {why}.",
+            self.client_name(id)
+        );
+        self.close(id, Close::Protocol, now);
+    }
+
+    fn handle(&mut self, id: ConnId, p: Packet<'_>, now: Millis) {
+        let Some(conn) = self.live(id) else {
+            return;
+        };
+        if conn.state == State::AwaitConnect {
+            return match p {
+                Packet::Connect(c) => self.on_connect(id, c, now),
+                // [MQTT-3.1.0-1]
+                other => self.protocol_error(
+                    id,
+                    &format!(
+                        "[MQTT-3.1.0-1] first packet was {}, not CONNECT",
+                        other.name()
+                    ),
+                    now,
+                ),
+            };
+        }
+        let Some(sid) = conn.session else {
+            return;
+        };
+        match p {
+            Packet::Publish(p) => self.on_publish(id, sid, p, now),
+            Packet::Puback(pid) => self.on_ack(sid, pid, Ack::Puback),
+            Packet::Pubrec(pid) => {
+                if let Some(f) = self.sessions[sid].inflight_mut(pid, Ack::Pubrec) {
+                    f.state = Ack::Pubcomp;
+                }
+                if let Some(out) = self.out(id) {
+                    mqtt::encode_ack(out, mqtt::PUBREL, pid);
+                }
+            }
+            Packet::Pubcomp(pid) => self.on_ack(sid, pid, Ack::Pubcomp),
+            Packet::Pubrel(pid) => {
+                self.sessions[sid].release_incoming(pid);
+                if let Some(out) = self.out(id) {
+                    mqtt::encode_ack(out, mqtt::PUBCOMP, pid);
+                }
+            }
+            Packet::Subscribe { pid, filters } => self.on_subscribe(id, sid, pid, &filters),
+            Packet::Unsubscribe { pid, filters } => {
+                for f in &filters {
+                    self.subs.remove(f, sid);
+                    self.sessions[sid].subs.retain(|(g, _)| **g != **f);
+                }
+                debug!("Sending UNSUBACK to {}", self.client_name(id));
+                if let Some(out) = self.out(id) {
+                    mqtt::encode_ack(out, mqtt::UNSUBACK, pid);
+                }
+            }
+            Packet::Pingreq => {
+                if let Some(out) = self.out(id) {
+                    Packet::Pingresp.encode(out);
+                }
+            }
+            Packet::Disconnect => self.close(id, Close::Disconnect, now),
+            // [MQTT-3.1.0-2]
+            Packet::Connect(_) => self.protocol_error(id, "[MQTT-3.1.0-2] second CONNECT", now),
+            other => {
+                self.protocol_error(id, &format!("{} is not sent by clients", other.name()), now)
+            }
+        }
+    }
+
+    fn assign_id(&mut self) -> String {
+        self.ids_assigned += 1;
+        let mut x = self
+            .cfg
+            .id_seed
+            .wrapping_add(self.ids_assigned.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut next = || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let (a, b) = (next(), next());
+        format!(
+            "{}{:08X}-{:04X}-{:04X}-{:04X}-{:012X}",
+            self.cfg.auto_id_prefix,
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn refuse(&mut self, id: ConnId, code: u8, why: &str, now: Millis) {
+        info!("Client <unknown> disconnected, {why}.");
+        if let Some(out) = self.out(id) {
+            mqtt::encode_connack(out, false, code);
+        }
+        self.close(id, Close::Refused, now);
+    }
+
+    fn on_connect(&mut self, id: ConnId, c: mqtt::Connect<'_>, now: Millis) {
+        if let Some(conn) = self.live(id) {
+            conn.version = c.version;
+        }
+        let client_id: String = if c.client_id.is_empty() {
+            // [MQTT-3.1.3-8]: an empty id needs a clean session (and MQTT 3.1 allows none).
+            if c.version == Version::V31 || !c.clean_session {
+                return self.refuse(
+                    id,
+                    connack::IDENTIFIER_REJECTED,
+                    "empty client id without clean session [MQTT-3.1.3-8]",
+                    now,
+                );
+            }
+            // [MQTT-3.1.3-7]
+            self.assign_id()
+        } else {
+            c.client_id.to_owned()
+        };
+        if !self.cfg.allow_anonymous {
+            // With no password file configured, mosquitto 2.0 refuses every client when
+            // anonymous access is off, named or not.
+            return self.refuse(id, connack::NOT_AUTHORIZED, "not authorised", now);
+        }
+
+        // [MQTT-3.1.4-2]: an existing connection with this id is closed first.
+        if let Some(old) = self
+            .by_id
+            .get(client_id.as_str())
+            .and_then(|&sid| self.sessions[sid].conn)
+        {
+            info!("Client {client_id} already connected, closing old connection.");
+            self.close(old, Close::Takeover, now);
+        }
+        let existing = self.by_id.get(client_id.as_str()).copied();
+        let (sid, present) = match existing {
+            Some(sid) if !c.clean_session => (sid, true),
+            other => {
+                if let Some(sid) = other {
+                    self.destroy_session(sid);
+                }
+                let sid = self
+                    .sessions
+                    .insert(Session::new(client_id.as_str().into()));
+                self.by_id.insert(client_id.as_str().into(), sid);
+                (sid, false)
+            }
+        };
+        let s = &mut self.sessions[sid];
+        s.clean = c.clean_session;
+        s.conn = Some(id);
+
+        let will = c.will.as_ref().map(|w| {
+            Rc::new(Message {
+                topic: w.topic.into(),
+                payload: w.payload.into(),
+                qos: w.qos,
+                retain: w.retain,
+            })
+        });
+        let Some(conn) = self.live(id) else {
+            return;
+        };
+        conn.state = State::Connected;
+        conn.session = Some(sid);
+        conn.keep_alive = c.keep_alive;
+        conn.will = will;
+        let keepalive_due = conn.last_rx + c.keep_alive as Millis * 1500;
+        let user = c.username.map(|u| format!(", u'{u}'")).unwrap_or_default();
+        info!(
+            "New client connected from {} as {client_id} (p{}, c{}, k{}{user}).",
+            conn.peer,
+            match c.version {
+                Version::V31 => 1,
+                Version::V311 => 2,
+            },
+            c.clean_session as u8,
+            c.keep_alive,
+        );
+        if c.keep_alive > 0 {
+            self.arm(id, keepalive_due);
+        }
+        if let Some(out) = self.out(id) {
+            mqtt::encode_connack(out, present, connack::ACCEPTED);
+        }
+        if present {
+            self.resend_inflight(id, sid);
+            self.pump(sid);
+        }
+    }
+
+    /// On resuming a session, unacknowledged PUBLISH packets are sent again with DUP set and
+    /// PUBRELs again for those already received [MQTT-4.4.0-1].
+    fn resend_inflight(&mut self, id: ConnId, sid: SessionId) {
+        let Some(Some(conn)) = self.conns.get_mut(id) else {
+            return;
+        };
+        let s = &self.sessions[sid];
+        for f in &s.inflight {
+            match f.state {
+                Ack::Puback | Ack::Pubrec => mqtt::encode_publish(
+                    &mut conn.out,
+                    true,
+                    f.qos,
+                    f.retain,
+                    &f.msg.topic,
+                    Some(f.pid),
+                    &f.msg.payload,
+                ),
+                Ack::Pubcomp => mqtt::encode_ack(&mut conn.out, mqtt::PUBREL, f.pid),
+            }
+        }
+        if !s.inflight.is_empty() {
+            self.mark(id);
+        }
+    }
+
+    fn on_publish(&mut self, id: ConnId, sid: SessionId, p: mqtt::Publish<'_>, now: Millis) {
+        let _ = now;
+        self.stats.msgs_received += 1;
+        debug!(
+            "Received PUBLISH from {} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
+            self.client_name(id),
+            p.dup as u8,
+            p.qos.as_u8(),
+            p.retain as u8,
+            p.pid.unwrap_or(0),
+            p.topic,
+            p.payload.len()
+        );
+        let limit = self.cfg.message_size_limit;
+        let too_large = limit > 0 && p.payload.len() > limit;
+        if too_large {
+            info!(
+                "Dropped too large PUBLISH from {} (q{}, '{}', {} bytes, limit {limit}).",
+                self.client_name(id),
+                p.qos.as_u8(),
+                p.topic,
+                p.payload.len()
+            );
+        }
+        let fresh = match (p.qos, p.pid) {
+            // [MQTT-4.3.3-2]: a QoS 2 PUBLISH resent before PUBREL is acknowledged again but
+            // not delivered again.
+            (QoS::ExactlyOnce, Some(pid)) => self.sessions[sid].receive_incoming(pid),
+            _ => true,
+        };
+        if fresh && !too_large {
+            let msg = Rc::new(Message {
+                topic: p.topic.into(),
+                payload: p.payload.into(),
+                qos: p.qos,
+                retain: p.retain,
+            });
+            self.publish(msg);
+        }
+        if let (Some(pid), Some(out)) = (p.pid, self.out(id)) {
+            let kind = if p.qos == QoS::AtLeastOnce {
+                mqtt::PUBACK
+            } else {
+                mqtt::PUBREC
+            };
+            mqtt::encode_ack(out, kind, pid);
+        }
+    }
+
+    /// Routes a message to every matching subscription and updates the retained store.
+    pub fn publish(&mut self, msg: Msg) {
+        if msg.retain {
+            // [MQTT-3.3.1-5] [MQTT-3.3.1-10]
+            self.retained.set(&msg);
+        }
+        let mut matches = std::mem::take(&mut self.scratch_matches);
+        self.subs
+            .matches(&msg.topic, &mut matches, &mut self.scratch_stack);
+        for &(sid, granted) in &matches {
+            // Outbound QoS is the lower of published and granted; the RETAIN flag is cleared
+            // on messages forwarded to existing subscriptions [MQTT-3.3.1-9].
+            self.deliver(sid, &msg, msg.qos.min(granted), false);
+        }
+        self.scratch_matches = matches;
+    }
+
+    fn deliver(&mut self, sid: SessionId, msg: &Msg, qos: QoS, retain: bool) {
+        let max_queued = self.cfg.max_queued_messages;
+        let s = &mut self.sessions[sid];
+        if s.conn.is_none() && qos == QoS::AtMostOnce {
+            // QoS 0 messages are not queued for clients that are away.
+            return;
+        }
+        if max_queued > 0 && s.queue.len() >= max_queued {
+            self.stats.msgs_dropped += 1;
+            if !s.dropping {
+                s.dropping = true;
+                warn!(
+                    "Outgoing messages are being dropped for client {}.",
+                    s.client_id
+                );
+            }
+            return;
+        }
+        s.queue.push_back(Queued {
+            msg: msg.clone(),
+            qos,
+            retain,
+        });
+        if s.conn.is_some() {
+            self.pump(sid);
+        }
+    }
+
+    /// Moves messages from the session's queue to its connection's output while the output is
+    /// below its high-water mark and, for QoS 1/2, while the in-flight window has room.
+    fn pump(&mut self, sid: SessionId) {
+        let max_inflight = match self.cfg.max_inflight_messages {
+            0 => u16::MAX as usize,
+            n => n.min(u16::MAX as usize),
+        };
+        let s = &mut self.sessions[sid];
+        let Some(id) = s.conn else {
+            return;
+        };
+        let Some(Some(conn)) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.state != State::Connected {
+            return;
+        }
+        let mut sent = 0;
+        while let Some(front) = s.queue.front() {
+            if conn.out.len() - conn.out_pos >= OUT_HIGH_WATER {
+                break;
+            }
+            let pid = if front.qos == QoS::AtMostOnce {
+                None
+            } else if s.inflight.len() >= max_inflight {
+                break;
+            } else {
+                Some(s.next_pid())
+            };
+            let Some(q) = s.queue.pop_front() else { break };
+            mqtt::encode_publish(
+                &mut conn.out,
+                false,
+                q.qos,
+                q.retain,
+                &q.msg.topic,
+                pid,
+                &q.msg.payload,
+            );
+            if let Some(pid) = pid {
+                s.inflight.push_back(Inflight {
+                    pid,
+                    state: if q.qos == QoS::AtLeastOnce {
+                        Ack::Puback
+                    } else {
+                        Ack::Pubrec
+                    },
+                    qos: q.qos,
+                    retain: q.retain,
+                    msg: q.msg,
+                });
+            }
+            sent += 1;
+        }
+        if s.queue.is_empty() {
+            s.dropping = false;
+        }
+        if sent > 0 {
+            self.stats.msgs_sent += sent;
+            self.mark(id);
+        }
+    }
+
+    fn on_ack(&mut self, sid: SessionId, pid: u16, expect: Ack) {
+        if self.sessions[sid].complete(pid, expect) {
+            self.pump(sid);
+        } else {
+            debug!(
+                "Received {expect:?} from {} for an unknown packet identifier {pid}.",
+                self.sessions[sid].client_id
+            );
+        }
+    }
+
+    fn on_subscribe(&mut self, id: ConnId, sid: SessionId, pid: u16, filters: &[(&str, QoS)]) {
+        let mut codes = Vec::with_capacity(filters.len());
+        for &(f, qos) in filters {
+            debug!("{} {qos:?} {f}", self.sessions[sid].client_id);
+            // [MQTT-3.8.4-3]: the same filter replaces the existing subscription.
+            self.subs.insert(f, sid, qos);
+            let s = &mut self.sessions[sid];
+            match s.subs.iter_mut().find(|(g, _)| **g == *f) {
+                Some(e) => e.1 = qos,
+                None => s.subs.push((f.into(), qos)),
+            }
+            codes.push(qos.as_u8());
+        }
+        if let Some(out) = self.out(id) {
+            mqtt::encode_suback(out, pid, &codes);
+        }
+        // [MQTT-3.3.1-6]: retained messages matching each filter, with RETAIN set
+        // [MQTT-3.3.1-8].
+        let mut msgs = Vec::new();
+        for &(f, qos) in filters {
+            msgs.clear();
+            self.retained.matching(f, &mut msgs);
+            for m in &msgs {
+                self.deliver(sid, m, m.qos.min(qos), true);
+            }
+        }
+    }
+
+    fn destroy_session(&mut self, sid: SessionId) {
+        let s = self.sessions.remove(sid);
+        for (f, _) in &s.subs {
+            self.subs.remove(f, sid);
+        }
+        self.by_id.remove(&s.client_id);
+    }
+
+    /// Ends connection `id`: logs why, detaches (or ends) its session and publishes its will
+    /// unless it sent DISCONNECT. The socket is closed by the network layer.
+    pub fn close(&mut self, id: ConnId, why: Close, now: Millis) {
+        let _ = now;
+        let name = self.client_name(id).to_owned();
+        let Some(conn) = self.live(id) else {
+            return;
+        };
+        let was_connected = conn.state == State::Connected;
+        conn.state = State::Closed;
+        let will = conn.will.take();
+        let session = conn.session.take();
+        match why {
+            Close::Disconnect => info!("Client {name} disconnected."),
+            Close::Eof => info!("Client {name} closed its connection."),
+            Close::SocketError => info!("Socket error on client {name}, disconnecting."),
+            Close::Timeout => info!("Client {name} has exceeded timeout, disconnecting."),
+            Close::Protocol | Close::Takeover | Close::Refused => {}
+        }
+        self.mark(id);
+        if let Some(sid) = session {
+            let s = &mut self.sessions[sid];
+            s.conn = None;
+            if s.clean {
+                self.destroy_session(sid);
+            } else {
+                s.queue.retain(|q| q.qos != QoS::AtMostOnce);
+            }
+        }
+        if was_connected && why != Close::Disconnect {
+            if let Some(w) = will {
+                debug!("Sending will of {name} to '{}'.", w.topic);
+                self.publish(w);
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! A client's session: what outlives its connection when clean session is 0.
+
+use std::collections::VecDeque;
+
+use super::{ConnId, Msg};
+use crate::mqtt::QoS;
+
+/// What an outgoing QoS 1/2 message waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    Puback,
+    Pubrec,
+    Pubcomp,
+}
+
+/// A message waiting for its turn to be sent.
+pub struct Queued {
+    pub msg: Msg,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+/// A message sent and not yet acknowledged.
+pub struct Inflight {
+    pub pid: u16,
+    pub state: Ack,
+    pub msg: Msg,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+pub struct Session {
+    pub client_id: Box<str>,
+    pub clean: bool,
+    pub conn: Option<ConnId>,
+    /// The client's subscriptions, also held in the broker's trie.
+    pub subs: Vec<(Box<str>, QoS)>,
+    pub queue: VecDeque<Queued>,
+    /// In the order sent, which is the order they are resent in.
+    pub inflight: VecDeque<Inflight>,
+    /// Packet identifiers of incoming QoS 2 messages delivered but not yet released, sorted.
+    pub incoming: Vec<u16>,
+    pub last_pid: u16,
+    /// Set while messages are being dropped, so that the log says so once per episode.
+    pub dropping: bool,
+}
+
+impl Session {
+    pub fn new(client_id: Box<str>) -> Session {
+        Session {
+            client_id,
+            clean: true,
+            conn: None,
+            subs: Vec::new(),
+            queue: VecDeque::new(),
+            inflight: VecDeque::new(),
+            incoming: Vec::new(),
+            last_pid: 0,
+            dropping: false,
+        }
+    }
+
+    /// A packet identifier not in use by any in-flight message [MQTT-2.3.1-2]. The caller keeps
+    /// fewer than 65,535 messages in flight, so one is always free.
+    pub fn next_pid(&mut self) -> u16 {
+        loop {
+            self.last_pid = self.last_pid.checked_add(1).unwrap_or(1);
+            let pid = self.last_pid;
+            if !self.inflight.iter().any(|f| f.pid == pid) {
+                return pid;
+            }
+        }
+    }
+
+    pub fn inflight_mut(&mut self, pid: u16, state: Ack) -> Option<&mut Inflight> {
+        self.inflight
+            .iter_mut()
+            .find(|f| f.pid == pid && f.state == state)
+    }
+
+    /// Removes the in-flight message `pid` waiting for `ack`; false if there is none.
+    pub fn complete(&mut self, pid: u16, ack: Ack) -> bool {
+        match self
+            .inflight
+            .iter()
+            .position(|f| f.pid == pid && f.state == ack)
+        {
+            Some(i) => {
+                self.inflight.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records an incoming QoS 2 `pid`; false if it was already recorded (a resend whose
+    /// message has been delivered already).
+    pub fn receive_incoming(&mut self, pid: u16) -> bool {
+        match self.incoming.binary_search(&pid) {
+            Ok(_) => false,
+            Err(i) => {
+                self.incoming.insert(i, pid);
+                true
+            }
+        }
+    }
+
+    /// PUBREL: forgets an incoming QoS 2 `pid`.
+    pub fn release_incoming(&mut self, pid: u16) {
+        if let Ok(i) = self.incoming.binary_search(&pid) {
+            self.incoming.remove(i);
+        }
+    }
+}

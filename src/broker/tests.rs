@@ -1,0 +1,689 @@
+//! The core without sockets: a fake clock, packets in, exact bytes out.
+
+use super::*;
+use crate::mqtt::{Connect, Publish, Will};
+
+struct H {
+    b: Broker,
+    now: Millis,
+}
+
+fn enc(ps: &[Packet<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in ps {
+        p.encode(&mut out);
+    }
+    out
+}
+
+fn connect(id: &str, clean: bool, ka: u16) -> Connect<'_> {
+    Connect {
+        version: Version::V311,
+        clean_session: clean,
+        keep_alive: ka,
+        client_id: id,
+        will: None,
+        username: None,
+        password: None,
+    }
+}
+
+fn publish<'a>(topic: &'a str, payload: &'a [u8], qos: QoS, pid: Option<u16>) -> Packet<'a> {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic,
+        pid,
+        payload,
+    })
+}
+
+fn connack(sp: bool, code: u8) -> Packet<'static> {
+    Packet::Connack {
+        session_present: sp,
+        code,
+    }
+}
+
+impl H {
+    fn new() -> H {
+        H::with(Config::default())
+    }
+    fn with(cfg: Config) -> H {
+        H {
+            b: Broker::new(cfg),
+            now: 1_000,
+        }
+    }
+    fn open(&mut self, id: ConnId) {
+        self.b.open(id, "127.0.0.1:50000", 1883, self.now);
+    }
+    fn send(&mut self, id: ConnId, p: Packet<'_>) {
+        let bytes = enc(&[p]);
+        assert_eq!(self.b.received(id, &bytes, self.now), bytes.len());
+    }
+    /// Everything written to `id` since the last call (the socket takes it all).
+    fn take(&mut self, id: ConnId) -> Vec<u8> {
+        let mut all = Vec::new();
+        loop {
+            let out = self.b.output(id).to_vec();
+            if out.is_empty() {
+                return all;
+            }
+            self.b.written(id, out.len(), self.now);
+            all.extend_from_slice(&out);
+        }
+    }
+    fn client(&mut self, id: ConnId, c: Connect<'_>) -> Vec<u8> {
+        self.open(id);
+        self.send(id, Packet::Connect(c));
+        self.take(id)
+    }
+    fn subscriber(&mut self, id: ConnId, client: &str, filter: &str, qos: QoS) {
+        assert_eq!(
+            self.client(id, connect(client, true, 0)),
+            enc(&[connack(false, 0)])
+        );
+        self.send(
+            id,
+            Packet::Subscribe {
+                pid: 1,
+                filters: vec![(filter, qos)],
+            },
+        );
+        assert_eq!(
+            self.take(id),
+            enc(&[Packet::Suback {
+                pid: 1,
+                codes: vec![qos.as_u8()]
+            }])
+        );
+    }
+    fn advance(&mut self, ms: Millis) {
+        self.now += ms;
+        self.b.tick(self.now);
+    }
+}
+
+#[test]
+fn connect_is_answered_with_connack_accepted() {
+    let mut h = H::new();
+    assert_eq!(
+        h.client(1, connect("sensor1", true, 60)),
+        [0x20, 0x02, 0x00, 0x00]
+    );
+    assert!(!h.b.is_closed(1));
+    assert_eq!(h.b.connection_count(), 1);
+}
+
+#[test]
+fn first_packet_must_be_connect() {
+    // [MQTT-3.1.0-1]
+    let mut h = H::new();
+    h.open(1);
+    h.send(1, Packet::Pingreq);
+    assert!(h.b.is_closed(1));
+    assert!(h.take(1).is_empty());
+}
+
+#[test]
+fn second_connect_is_a_protocol_violation() {
+    // [MQTT-3.1.0-2]
+    let mut h = H::new();
+    h.client(1, connect("a", true, 0));
+    h.send(1, Packet::Connect(connect("a", true, 0)));
+    assert!(h.b.is_closed(1));
+}
+
+#[test]
+fn unsupported_protocol_level_gets_connack_1_then_close() {
+    // [MQTT-3.1.2-2]
+    let mut h = H::new();
+    h.open(1);
+    let bytes = [
+        0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 9, 2, 0, 60, 0, 1, b'c',
+    ];
+    h.b.received(1, &bytes, h.now);
+    assert_eq!(h.take(1), [0x20, 0x02, 0x00, 0x01]);
+    assert!(h.b.is_closed(1));
+}
+
+#[test]
+fn empty_client_id_assigned_with_clean_session_refused_without() {
+    // [MQTT-3.1.3-7] [MQTT-3.1.3-8]
+    let mut h = H::new();
+    assert_eq!(h.client(1, connect("", true, 0)), enc(&[connack(false, 0)]));
+    assert_eq!(h.b.session_count(), 1);
+    assert_eq!(
+        h.client(2, connect("", false, 0)),
+        enc(&[connack(false, connack::IDENTIFIER_REJECTED)])
+    );
+    assert!(h.b.is_closed(2));
+    // MQTT 3.1 requires an identifier.
+    let mut c = connect("", true, 0);
+    c.version = Version::V31;
+    assert_eq!(
+        h.client(3, c),
+        enc(&[connack(false, connack::IDENTIFIER_REJECTED)])
+    );
+}
+
+#[test]
+fn assigned_ids_are_distinct_and_prefixed() {
+    let mut h = H::new();
+    let a = h.b.assign_id();
+    let b = h.b.assign_id();
+    assert_ne!(a, b);
+    assert!(a.starts_with("auto-") && a.len() == 5 + 36, "{a}");
+}
+
+#[test]
+fn anonymous_refused_when_not_allowed() {
+    let mut h = H::with(Config {
+        allow_anonymous: false,
+        ..Config::default()
+    });
+    assert_eq!(
+        h.client(1, connect("a", true, 0)),
+        enc(&[connack(false, connack::NOT_AUTHORIZED)])
+    );
+    assert!(h.b.is_closed(1));
+    assert_eq!(h.b.session_count(), 0);
+}
+
+#[test]
+fn keepalive_expiry_closes_and_publishes_will() {
+    // [MQTT-3.1.2-24]: 1.5 × keepalive; [MQTT-3.1.2-8]: the will is published.
+    let mut h = H::new();
+    h.subscriber(1, "watcher", "status/#", QoS::AtLeastOnce);
+    let mut c = connect("sensor", true, 10);
+    c.will = Some(Will {
+        topic: "status/sensor",
+        payload: b"offline",
+        qos: QoS::AtLeastOnce,
+        retain: true,
+    });
+    h.client(2, c);
+    h.advance(14_999);
+    assert!(!h.b.is_closed(2));
+    assert_eq!(h.b.next_deadline(), Some(h.now + 1));
+    h.advance(1);
+    assert!(h.b.is_closed(2));
+    assert_eq!(
+        h.take(1),
+        enc(&[Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "status/sensor",
+            pid: Some(1),
+            payload: b"offline",
+        })])
+    );
+    // Retained too, since the will had its retain flag.
+    assert_eq!(
+        &*h.b.retained().get("status/sensor").unwrap().payload,
+        b"offline"
+    );
+}
+
+#[test]
+fn activity_postpones_the_keepalive_deadline() {
+    let mut h = H::new();
+    h.client(1, connect("a", true, 2));
+    h.advance(2_000);
+    h.send(1, Packet::Pingreq);
+    assert_eq!(h.take(1), [0xd0, 0x00]);
+    h.advance(2_999);
+    assert!(!h.b.is_closed(1));
+    h.advance(1);
+    assert!(h.b.is_closed(1));
+}
+
+#[test]
+fn connect_must_arrive_in_time() {
+    let mut h = H::new();
+    h.open(1);
+    h.advance(19_999);
+    assert!(!h.b.is_closed(1));
+    h.advance(1);
+    assert!(h.b.is_closed(1));
+}
+
+#[test]
+fn disconnect_discards_the_will() {
+    // [MQTT-3.1.2-10]
+    let mut h = H::new();
+    h.subscriber(1, "watcher", "#", QoS::AtMostOnce);
+    let mut c = connect("sensor", true, 0);
+    c.will = Some(Will {
+        topic: "status/sensor",
+        payload: b"offline",
+        qos: QoS::AtMostOnce,
+        retain: false,
+    });
+    h.client(2, c);
+    h.send(2, Packet::Disconnect);
+    assert!(h.b.is_closed(2));
+    assert!(h.take(1).is_empty());
+}
+
+#[test]
+fn socket_loss_publishes_the_will() {
+    let mut h = H::new();
+    h.subscriber(1, "watcher", "#", QoS::AtMostOnce);
+    let mut c = connect("sensor", true, 0);
+    c.will = Some(Will {
+        topic: "w",
+        payload: b"x",
+        qos: QoS::AtMostOnce,
+        retain: false,
+    });
+    h.client(2, c);
+    h.b.lost(2, false, h.now);
+    assert_eq!(h.take(1), enc(&[publish("w", b"x", QoS::AtMostOnce, None)]));
+}
+
+#[test]
+fn protocol_error_publishes_the_will() {
+    let mut h = H::new();
+    h.subscriber(1, "watcher", "#", QoS::AtMostOnce);
+    let mut c = connect("sensor", true, 0);
+    c.will = Some(Will {
+        topic: "w",
+        payload: b"x",
+        qos: QoS::AtMostOnce,
+        retain: false,
+    });
+    h.client(2, c);
+    // PUBLISH with a wildcard in its topic [MQTT-3.3.2-2].
+    h.b.received(2, &[0x30, 0x03, 0x00, 0x01, b'#'], h.now);
+    assert!(h.b.is_closed(2));
+    assert_eq!(h.take(1), enc(&[publish("w", b"x", QoS::AtMostOnce, None)]));
+}
+
+#[test]
+fn takeover_closes_the_first_connection() {
+    // [MQTT-3.1.4-2]
+    let mut h = H::new();
+    h.client(1, connect("dup", false, 0));
+    assert_eq!(
+        h.client(2, connect("dup", false, 0)),
+        enc(&[connack(true, 0)])
+    );
+    assert!(h.b.is_closed(1));
+    assert!(!h.b.is_closed(2));
+    assert_eq!(h.b.session_count(), 1);
+    // The first socket closing afterwards does not disturb the new owner.
+    h.b.lost(1, false, h.now);
+    h.b.release(1);
+    assert!(!h.b.is_closed(2));
+    h.send(2, Packet::Pingreq);
+    assert_eq!(h.take(2), [0xd0, 0x00]);
+}
+
+#[test]
+fn qos2_resend_before_pubrel_is_not_delivered_twice() {
+    // [MQTT-4.3.3-2]
+    let mut h = H::new();
+    h.subscriber(1, "sub", "t", QoS::AtMostOnce);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("t", b"once", QoS::ExactlyOnce, Some(7)));
+    assert_eq!(h.take(2), enc(&[Packet::Pubrec(7)]));
+    let mut dup = enc(&[publish("t", b"once", QoS::ExactlyOnce, Some(7))]);
+    dup[0] |= 0x08;
+    h.b.received(2, &dup, h.now);
+    assert_eq!(h.take(2), enc(&[Packet::Pubrec(7)]));
+    h.send(2, Packet::Pubrel(7));
+    assert_eq!(h.take(2), enc(&[Packet::Pubcomp(7)]));
+    assert_eq!(
+        h.take(1),
+        enc(&[publish("t", b"once", QoS::AtMostOnce, None)])
+    );
+    // After PUBREL the identifier is free: a new message with it is delivered.
+    h.send(2, publish("t", b"again", QoS::ExactlyOnce, Some(7)));
+    assert_eq!(
+        h.take(1),
+        enc(&[publish("t", b"again", QoS::AtMostOnce, None)])
+    );
+}
+
+#[test]
+fn qos_flows_in_both_directions() {
+    let mut h = H::new();
+    h.subscriber(1, "sub", "t", QoS::ExactlyOnce);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("t", b"1", QoS::AtLeastOnce, Some(1)));
+    assert_eq!(h.take(2), enc(&[Packet::Puback(1)]));
+    h.send(2, publish("t", b"2", QoS::ExactlyOnce, Some(2)));
+    assert_eq!(h.take(2), enc(&[Packet::Pubrec(2)]));
+    // Outbound QoS = min(published, granted).
+    assert_eq!(
+        h.take(1),
+        enc(&[
+            publish("t", b"1", QoS::AtLeastOnce, Some(1)),
+            publish("t", b"2", QoS::ExactlyOnce, Some(2)),
+        ])
+    );
+    h.send(1, Packet::Puback(1));
+    h.send(1, Packet::Pubrec(2));
+    assert_eq!(h.take(1), enc(&[Packet::Pubrel(2)]));
+    assert_eq!(h.b.session_queue("sub"), Some((0, 1)));
+    h.send(1, Packet::Pubcomp(2));
+    assert_eq!(h.b.session_queue("sub"), Some((0, 0)));
+}
+
+#[test]
+fn granted_qos_caps_outbound_qos() {
+    let mut h = H::new();
+    h.subscriber(1, "sub", "t", QoS::AtLeastOnce);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("t", b"x", QoS::ExactlyOnce, Some(1)));
+    assert_eq!(
+        h.take(1),
+        enc(&[publish("t", b"x", QoS::AtLeastOnce, Some(1))])
+    );
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_once_at_highest_qos() {
+    let mut h = H::new();
+    h.subscriber(1, "sub", "a/#", QoS::AtMostOnce);
+    h.send(
+        1,
+        Packet::Subscribe {
+            pid: 2,
+            filters: vec![("a/+", QoS::AtLeastOnce)],
+        },
+    );
+    h.take(1);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("a/b", b"x", QoS::AtLeastOnce, Some(1)));
+    assert_eq!(
+        h.take(1),
+        enc(&[publish("a/b", b"x", QoS::AtLeastOnce, Some(1))])
+    );
+}
+
+#[test]
+fn dollar_topics_are_not_matched_by_leading_wildcards() {
+    // [MQTT-4.7.2-1]
+    let mut h = H::new();
+    h.subscriber(1, "sub", "#", QoS::AtMostOnce);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("$SYS/x", b"x", QoS::AtMostOnce, None));
+    assert!(h.take(1).is_empty());
+}
+
+#[test]
+fn unsubscribe_stops_delivery() {
+    let mut h = H::new();
+    h.subscriber(1, "sub", "t", QoS::AtMostOnce);
+    h.send(
+        1,
+        Packet::Unsubscribe {
+            pid: 9,
+            filters: vec!["t"],
+        },
+    );
+    assert_eq!(h.take(1), [0xb0, 0x02, 0x00, 0x09]);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("t", b"x", QoS::AtMostOnce, None));
+    assert!(h.take(1).is_empty());
+    assert!(h.b.subscriptions().is_empty());
+}
+
+#[test]
+fn retained_messages_stored_replaced_deleted() {
+    // [MQTT-3.3.1-5] [MQTT-3.3.1-6] [MQTT-3.3.1-8] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
+    let mut h = H::new();
+    h.client(2, connect("pub", true, 0));
+    let retained = |p: &'static [u8]| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            topic: "home/lights/sitting_room",
+            pid: Some(1),
+            payload: p,
+        })
+    };
+    h.send(2, retained(b"ON"));
+    h.send(2, retained(b"OFF"));
+    h.take(2);
+    h.client(1, connect("sub", true, 0));
+    h.send(
+        1,
+        Packet::Subscribe {
+            pid: 1,
+            filters: vec![("home/#", QoS::AtMostOnce)],
+        },
+    );
+    assert_eq!(
+        h.take(1),
+        enc(&[
+            Packet::Suback {
+                pid: 1,
+                codes: vec![0]
+            },
+            Packet::Publish(Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: true,
+                topic: "home/lights/sitting_room",
+                pid: None,
+                payload: b"OFF",
+            })
+        ])
+    );
+    h.send(2, retained(b""));
+    // Delivered to the current subscriber as an ordinary message, and deleted from the store.
+    assert_eq!(
+        h.take(1),
+        enc(&[publish(
+            "home/lights/sitting_room",
+            b"",
+            QoS::AtMostOnce,
+            None
+        )])
+    );
+    assert!(h.b.retained().is_empty());
+}
+
+#[test]
+fn persistent_session_queues_qos1_while_away() {
+    let mut h = H::new();
+    h.client(1, connect("sub", false, 0));
+    h.send(
+        1,
+        Packet::Subscribe {
+            pid: 1,
+            filters: vec![("t", QoS::AtLeastOnce)],
+        },
+    );
+    h.take(1);
+    h.send(1, Packet::Disconnect);
+    h.b.release(1);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("t", b"0", QoS::AtMostOnce, None));
+    h.send(2, publish("t", b"1", QoS::AtLeastOnce, Some(1)));
+    h.send(2, publish("t", b"2", QoS::ExactlyOnce, Some(2)));
+    assert_eq!(h.b.session_queue("sub"), Some((2, 0)));
+    assert_eq!(
+        h.client(1, connect("sub", false, 0)),
+        enc(&[
+            connack(true, 0),
+            publish("t", b"1", QoS::AtLeastOnce, Some(1)),
+            publish("t", b"2", QoS::AtLeastOnce, Some(2)),
+        ])
+    );
+}
+
+#[test]
+fn unacknowledged_messages_are_resent_with_dup_on_reconnect() {
+    // [MQTT-4.4.0-1]
+    let mut h = H::new();
+    h.client(1, connect("sub", false, 0));
+    h.send(
+        1,
+        Packet::Subscribe {
+            pid: 1,
+            filters: vec![("t", QoS::ExactlyOnce)],
+        },
+    );
+    h.take(1);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("t", b"a", QoS::AtLeastOnce, Some(1)));
+    h.send(2, publish("t", b"b", QoS::ExactlyOnce, Some(2)));
+    h.take(1);
+    h.send(1, Packet::Pubrec(2)); // b is half-way: PUBREL is due on resume.
+    h.take(1);
+    h.b.lost(1, false, h.now);
+    h.b.release(1);
+    let mut dup = enc(&[publish("t", b"a", QoS::AtLeastOnce, Some(1))]);
+    dup[0] |= 0x08;
+    dup.extend_from_slice(&enc(&[Packet::Pubrel(2)]));
+    let mut want = enc(&[connack(true, 0)]);
+    want.extend_from_slice(&dup);
+    assert_eq!(h.client(1, connect("sub", false, 0)), want);
+}
+
+#[test]
+fn clean_session_discards_the_old_session() {
+    let mut h = H::new();
+    h.client(1, connect("c", false, 0));
+    h.send(
+        1,
+        Packet::Subscribe {
+            pid: 1,
+            filters: vec![("t", QoS::AtLeastOnce)],
+        },
+    );
+    h.send(1, Packet::Disconnect);
+    h.b.release(1);
+    assert_eq!(h.b.session_count(), 1);
+    assert_eq!(
+        h.client(1, connect("c", true, 0)),
+        enc(&[connack(false, 0)])
+    );
+    assert!(h.b.subscriptions().is_empty());
+    h.send(1, Packet::Disconnect);
+    assert_eq!(h.b.session_count(), 0);
+}
+
+#[test]
+fn inflight_window_and_queue_limit_bound_a_slow_subscriber() {
+    let mut h = H::with(Config {
+        max_inflight_messages: 2,
+        max_queued_messages: 5,
+        ..Config::default()
+    });
+    h.subscriber(1, "slow", "t", QoS::AtLeastOnce);
+    h.client(2, connect("pub", true, 0));
+    for i in 1..=10u16 {
+        h.send(2, publish("t", b"m", QoS::AtLeastOnce, Some(i)));
+    }
+    assert_eq!(h.b.session_queue("slow"), Some((5, 2)));
+    assert_eq!(h.b.stats.msgs_dropped, 3);
+    assert_eq!(
+        h.take(1),
+        enc(&[
+            publish("t", b"m", QoS::AtLeastOnce, Some(1)),
+            publish("t", b"m", QoS::AtLeastOnce, Some(2)),
+        ])
+    );
+    h.send(1, Packet::Puback(1));
+    assert_eq!(
+        h.take(1),
+        enc(&[publish("t", b"m", QoS::AtLeastOnce, Some(3))])
+    );
+    assert_eq!(h.b.session_queue("slow"), Some((4, 2)));
+}
+
+#[test]
+fn qos0_to_a_reader_that_stalls_is_bounded() {
+    let mut h = H::with(Config {
+        max_queued_messages: 100,
+        ..Config::default()
+    });
+    h.subscriber(1, "stalled", "t", QoS::AtMostOnce);
+    h.client(2, connect("pub", true, 0));
+    let payload = [7u8; 1000];
+    for _ in 0..1000 {
+        h.send(2, publish("t", &payload, QoS::AtMostOnce, None));
+    }
+    // The socket took nothing: output stops near the high-water mark, the queue at its limit.
+    let pending = h.b.output(1).len();
+    assert!(
+        pending >= OUT_HIGH_WATER && pending < OUT_HIGH_WATER + 1100,
+        "{pending}"
+    );
+    assert_eq!(h.b.session_queue("stalled"), Some((100, 0)));
+    let sent_now = pending / 1006;
+    assert_eq!(h.b.stats.msgs_dropped, 1000 - 100 - sent_now as u64);
+    // Once it reads, the queue drains in order.
+    let all = h.take(1);
+    assert_eq!(all.len(), (sent_now + 100) * 1006);
+}
+
+#[test]
+fn oversized_payload_is_dropped_but_acknowledged() {
+    let mut h = H::with(Config {
+        message_size_limit: 4,
+        ..Config::default()
+    });
+    h.subscriber(1, "sub", "t", QoS::AtMostOnce);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("t", b"12345", QoS::AtLeastOnce, Some(1)));
+    assert_eq!(h.take(2), enc(&[Packet::Puback(1)]));
+    assert!(h.take(1).is_empty());
+    h.send(2, publish("t", b"1234", QoS::AtMostOnce, None));
+    assert_eq!(
+        h.take(1),
+        enc(&[publish("t", b"1234", QoS::AtMostOnce, None)])
+    );
+}
+
+#[test]
+fn packet_over_the_limit_closes_before_its_body_arrives() {
+    let mut h = H::with(Config {
+        message_size_limit: 10,
+        ..Config::default()
+    });
+    h.client(1, connect("c", true, 0));
+    // Announces 2 MB; only the header has arrived.
+    assert_eq!(h.b.received(1, &[0x30, 0x80, 0x80, 0x80, 0x01], h.now), 5);
+    assert!(h.b.is_closed(1));
+}
+
+#[test]
+fn before_connect_only_a_connect_sized_packet_is_buffered() {
+    let mut h = H::new();
+    h.open(1);
+    h.b.received(1, &[0x10, 0xff, 0xff, 0xff, 0x7f], h.now);
+    assert!(h.b.is_closed(1));
+}
+
+#[test]
+fn partial_packets_are_left_for_the_caller() {
+    let mut h = H::new();
+    h.open(1);
+    let bytes = enc(&[Packet::Connect(connect("abc", true, 0)), Packet::Pingreq]);
+    let n = bytes.len();
+    assert_eq!(h.b.received(1, &bytes[..n - 1], h.now), n - 2);
+    assert_eq!(h.b.received(1, &bytes[n - 2..], h.now), 2);
+    assert_eq!(h.take(1), [0x20, 0x02, 0x00, 0x00, 0xd0, 0x00]);
+}
+
+#[test]
+fn released_slot_is_reused_without_stale_state() {
+    let mut h = H::new();
+    h.client(1, connect("a", true, 1));
+    h.b.lost(1, true, h.now);
+    h.b.release(1);
+    h.client(1, connect("b", true, 0));
+    // The old keepalive timer of slot 1 must not close the new connection.
+    h.advance(10_000);
+    assert!(!h.b.is_closed(1));
+}
