@@ -10,4 +10,6 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod config;
 pub mod mqtt;
+pub mod net;

@@ -160,7 +160,7 @@ pub struct Broker {
     timers: BinaryHeap<Reverse<(Millis, ConnId, u64)>>,
     dirty: Vec<ConnId>,
     serial: u64,
-    ids_assigned: u64,
+    rng: u64,
     max_packet: usize,
     scratch_matches: Vec<(SessionId, QoS)>,
     scratch_stack: Vec<(usize, usize)>,
@@ -177,6 +177,7 @@ impl Broker {
         } else {
             mqtt::MAX_REMAINING_LENGTH + 5
         };
+        let cfg_seed = cfg.id_seed;
         Broker {
             cfg,
             conns: Vec::new(),
@@ -187,7 +188,7 @@ impl Broker {
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             serial: 0,
-            ids_assigned: 0,
+            rng: cfg_seed,
             max_packet,
             scratch_matches: Vec::new(),
             scratch_stack: Vec::new(),
@@ -532,14 +533,10 @@ impl Broker {
     }
 
     fn assign_id(&mut self) -> String {
-        self.ids_assigned += 1;
-        let mut x = self
-            .cfg
-            .id_seed
-            .wrapping_add(self.ids_assigned.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let x = &mut self.rng;
         let mut next = || {
-            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = x;
+            *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = *x;
             z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)

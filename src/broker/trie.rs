@@ -98,10 +98,12 @@ impl<V: Default> Trie<V> {
     }
 
     /// Number of nodes, the root included.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.nodes.len() <= 1
     }

@@ -1,0 +1,421 @@
+//! The network layer: one thread, one `mio::Poll`, a `Slab` of sockets.
+//!
+//! Readiness is edge-triggered: a readable socket is read until `WouldBlock` (or until it has had
+//! its fair share of the loop, then it waits in a ready list), output is written until
+//! `WouldBlock`, and `WRITABLE` interest is held only while output is pending. A connection the
+//! broker closes is flushed and shut down at once but keeps its slab slot until the whole batch of
+//! events has been handled, so no stale event can reach a reused slot. Bytes are read into one
+//! shared buffer and handed to the broker straight from it; only the tail of an incomplete
+//! packet is copied into a per-connection buffer, so an idle connection holds no buffers.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::broker::{Broker, ConnId, Millis};
+use crate::config::Listener;
+
+/// Tokens below this belong to listeners; a connection's token is its slab key plus this.
+const CONN_BASE: usize = 1 << 16;
+/// Reads per readable event before the connection yields to others.
+const READS_PER_TURN: usize = 16;
+const READ_CHUNK: usize = 64 * 1024;
+
+struct Sock {
+    stream: TcpStream,
+    /// The incomplete packet left over from earlier reads (empty, unallocated, when none).
+    rbuf: Vec<u8>,
+    writable: bool,
+    /// The broker has closed it; the slot is released after the current batch.
+    closing: bool,
+}
+
+/// A bound listening socket.
+pub struct Bound {
+    listener: TcpListener,
+    pub addr: SocketAddr,
+    /// The port as configured (0 when the system chose it).
+    pub port: u16,
+}
+
+/// Binds the configured listeners, or mosquitto's local-only pair when there are none.
+pub fn bind(listeners: &[Listener], local_only_port: u16) -> io::Result<Vec<Bound>> {
+    let mut out = Vec::new();
+    let specs: Vec<(Vec<SocketAddr>, u16)> = if listeners.is_empty() {
+        let p = local_only_port;
+        vec![
+            (vec![SocketAddr::from(([127, 0, 0, 1], p))], p),
+            (vec![SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], p))], p),
+        ]
+    } else {
+        let mut v = Vec::new();
+        for l in listeners {
+            let addrs = match &l.bind {
+                // [::] accepts IPv4 too (as IPv4-mapped addresses); 0.0.0.0 if IPv6 is off.
+                None => vec![
+                    SocketAddr::from(([0u16; 8], l.port)),
+                    SocketAddr::from(([0u8; 4], l.port)),
+                ],
+                Some(host) => (host.as_str(), l.port)
+                    .to_socket_addrs()
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("listener address '{host}': {e}"))
+                    })?
+                    .collect(),
+            };
+            v.push((addrs, l.port));
+        }
+        v
+    };
+    for (addrs, port) in specs {
+        let wildcard = addrs.len() == 2 && addrs.iter().all(|a| a.ip().is_unspecified());
+        let mut last_err = None;
+        let mut bound_any = false;
+        for addr in addrs {
+            match TcpListener::bind(addr) {
+                Ok(listener) => {
+                    let local = listener.local_addr()?;
+                    info!(
+                        "Opening {} listen socket on port {}.",
+                        if local.is_ipv4() { "ipv4" } else { "ipv6" },
+                        local.port()
+                    );
+                    out.push(Bound {
+                        listener,
+                        addr: local,
+                        port,
+                    });
+                    bound_any = true;
+                    if wildcard {
+                        // [::] already took the IPv4 side.
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if addr.is_ipv6() && (addr.ip().is_loopback() || wildcard) {
+                        warn!("Could not open ipv6 listen socket on port {port}: {e}.");
+                    }
+                    last_err = Some(io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr}: {e}"),
+                    ));
+                }
+            }
+        }
+        if !bound_any && !(listeners.is_empty() && !out.is_empty()) {
+            return Err(last_err.unwrap_or_else(|| io::Error::other("no address to bind")));
+        }
+    }
+    if out.is_empty() {
+        return Err(io::Error::other("no listener could be opened"));
+    }
+    Ok(out)
+}
+
+fn peer_string(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        ip => ip,
+    };
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),
+        IpAddr::V6(v6) => format!("{v6}:{}", addr.port()),
+    }
+}
+
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<Bound>,
+    socks: Slab<Sock>,
+    broker: Broker,
+    scratch: Vec<u8>,
+    start: Instant,
+    /// Connections that still had input when their turn ended.
+    ready: Vec<usize>,
+    /// Closed connections whose slots are released at the end of the batch.
+    to_release: Vec<usize>,
+    dirty: Vec<ConnId>,
+    /// After running out of file descriptors, when to try accepting again.
+    accept_retry: Option<Millis>,
+}
+
+impl Server {
+    pub fn new(broker: Broker, mut listeners: Vec<Bound>) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        for (i, b) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(&mut b.listener, Token(i), Interest::READABLE)?;
+        }
+        Ok(Server {
+            poll,
+            listeners,
+            socks: Slab::new(),
+            broker,
+            scratch: vec![0; READ_CHUNK],
+            start: Instant::now(),
+            ready: Vec::new(),
+            to_release: Vec::new(),
+            dirty: Vec::new(),
+            accept_retry: None,
+        })
+    }
+
+    fn now(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+
+    /// Runs the event loop until an unrecoverable poll error.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut ready = Vec::new();
+        loop {
+            let now = self.now();
+            let timeout = if !self.ready.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                let next = [self.broker.next_deadline(), self.accept_retry]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                next.map(|t| Duration::from_millis(t.saturating_sub(now)))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                let t = event.token().0;
+                if t < CONN_BASE {
+                    self.accept(t);
+                    continue;
+                }
+                let key = t - CONN_BASE;
+                match self.socks.get(key) {
+                    Some(s) if !s.closing => {}
+                    _ => continue,
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.read(key);
+                }
+                if event.is_writable() {
+                    self.flush(key);
+                }
+            }
+            std::mem::swap(&mut ready, &mut self.ready);
+            for key in ready.drain(..) {
+                if self.socks.get(key).is_some_and(|s| !s.closing) {
+                    self.read(key);
+                }
+            }
+            let now = self.now();
+            if self.accept_retry.is_some_and(|t| t <= now) {
+                self.accept_retry = None;
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
+            }
+            self.broker.tick(now);
+            self.flush_dirty();
+            for key in self.to_release.drain(..) {
+                let mut s = self.socks.remove(key);
+                let _ = self.poll.registry().deregister(&mut s.stream);
+                self.broker.release(key);
+            }
+        }
+    }
+
+    fn accept(&mut self, listener: usize) {
+        let Some(b) = self.listeners.get(listener) else {
+            return;
+        };
+        let port = b.port.max(b.addr.port());
+        loop {
+            match b.listener.accept() {
+                Ok((mut stream, addr)) => {
+                    let key = self.socks.vacant_key();
+                    if key >= usize::MAX - CONN_BASE {
+                        drop(stream);
+                        continue;
+                    }
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(CONN_BASE + key),
+                        Interest::READABLE,
+                    ) {
+                        error!("Unable to register new connection: {e}.");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    self.socks.insert(Sock {
+                        stream,
+                        rbuf: Vec::new(),
+                        writable: false,
+                        closing: false,
+                    });
+                    let now = self.start.elapsed().as_millis() as Millis;
+                    self.broker.open(key, &peer_string(addr), port, now);
+                    // Data may have arrived with the connection; edge-triggered readiness
+                    // will not report it again.
+                    self.ready.push(key);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE/ENFILE and the like: leave the backlog and try again shortly
+                    // rather than spin on a socket that stays readable.
+                    error!("Unable to accept new connection: {e}.");
+                    self.accept_retry = Some(self.now() + 100);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, key: usize) {
+        for _ in 0..READS_PER_TURN {
+            let Some(sock) = self.socks.get_mut(key) else {
+                return;
+            };
+            let n = match sock.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    let now = self.now();
+                    self.broker.lost(key, false, now);
+                    self.closed(key);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    let now = self.now();
+                    self.broker.lost(key, true, now);
+                    self.closed(key);
+                    return;
+                }
+            };
+            let now = self.start.elapsed().as_millis() as Millis;
+            let data = &self.scratch[..n];
+            if sock.rbuf.is_empty() {
+                let used = self.broker.received(key, data, now);
+                if used < n {
+                    sock.rbuf.extend_from_slice(&data[used..]);
+                }
+            } else {
+                sock.rbuf.extend_from_slice(data);
+                let used = self.broker.received(key, &sock.rbuf, now);
+                if used == sock.rbuf.len() {
+                    sock.rbuf = Vec::new();
+                } else {
+                    sock.rbuf.drain(..used);
+                }
+            }
+            if self.broker.is_closed(key) {
+                self.closed(key);
+                return;
+            }
+        }
+        self.ready.push(key);
+    }
+
+    /// Writes what the broker has queued for `key`, until it is all written or the socket is
+    /// full; then asks for `WRITABLE` only if output remains.
+    fn flush(&mut self, key: usize) {
+        let Some(sock) = self.socks.get_mut(key) else {
+            return;
+        };
+        let mut pending = false;
+        let mut failed = false;
+        loop {
+            let out = self.broker.output(key);
+            if out.is_empty() {
+                break;
+            }
+            match sock.stream.write(out) {
+                Ok(n) => {
+                    let now = self.start.elapsed().as_millis() as Millis;
+                    self.broker.written(key, n, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    pending = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            let now = self.now();
+            self.broker.lost(key, true, now);
+        }
+        if self.broker.is_closed(key) {
+            self.closed(key);
+            return;
+        }
+        let Some(sock) = self.socks.get_mut(key) else {
+            return;
+        };
+        if pending != sock.writable {
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut sock.stream, Token(CONN_BASE + key), interest)
+                .is_ok()
+            {
+                sock.writable = pending;
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        loop {
+            self.broker.take_dirty(&mut dirty);
+            if dirty.is_empty() {
+                break;
+            }
+            for &key in &dirty {
+                if self.socks.get(key).is_some_and(|s| !s.closing) {
+                    self.flush(key);
+                }
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    /// The broker has closed `key`: write what is left if the socket takes it, shut it down,
+    /// and release the slot after this batch.
+    fn closed(&mut self, key: usize) {
+        let Some(sock) = self.socks.get_mut(key) else {
+            return;
+        };
+        if sock.closing {
+            return;
+        }
+        sock.closing = true;
+        let out = self.broker.output(key);
+        if !out.is_empty() {
+            let _ = sock.stream.write(out);
+        }
+        let _ = sock.stream.shutdown(Shutdown::Both);
+        sock.rbuf = Vec::new();
+        self.to_release.push(key);
+    }
+}
