@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian/Ubuntu: mosquitto-clients, paho-mqtt) and runs every
+# check and test: formatting, clippy, unit, integration and interop tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install Rust (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
+
+apt_missing=()
+command -v mosquitto_pub >/dev/null || apt_missing+=(mosquitto-clients)
+command -v python3 >/dev/null || apt_missing+=(python3 python3-pip)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  echo "installing ${apt_missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version__.startswith("2.") else 1)' 2>/dev/null; then
+  echo "installing paho-mqtt 2"
+  python3 -m pip install -q 'paho-mqtt>=2,<3' 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages 'paho-mqtt>=2,<3'
+fi
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets "$@"
