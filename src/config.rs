@@ -18,22 +18,12 @@ pub struct Listener {
     pub bind: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     pub listeners: Vec<Listener>,
     /// `allow_anonymous` as written; its default depends on whether listeners are configured.
     pub allow_anonymous: Option<bool>,
     pub broker: broker::Config,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listeners: Vec::new(),
-            allow_anonymous: None,
-            broker: broker::Config::default(),
-        }
-    }
 }
 
 impl Config {

@@ -18,7 +18,11 @@ fn connect_subscribe_publish_round_trip() {
     sub.expect(&publish("cstutoring/chatroom", b"Hello world", 0, false, 0));
     m.wait_log("New client connected from 127.0.0.1:")
         .expect("connection log line");
-    assert!(m.log_text().contains(" as sub (p2, c1, k60)."), "{}", m.log_text());
+    assert!(
+        m.log_text().contains(" as sub (p2, c1, k60)."),
+        "{}",
+        m.log_text()
+    );
 }
 
 #[test]
@@ -115,11 +119,23 @@ fn malformed_packets_close_only_their_connection() {
     let mut watcher = m.client();
     watcher.handshake("watcher", true, 0, false);
     let bad: Vec<(&str, Vec<u8>)> = vec![
-        ("MQTT-3.1.2-3 reserved flag", connect_raw(b"MQTT", 4, 0x03, 0, &[b"c"])),
-        ("MQTT-3.1.2-13 will qos without will", connect_raw(b"MQTT", 4, 0x0a, 0, &[b"c"])),
-        ("MQTT-1.5.3-2 nul in client id", connect_raw(b"MQTT", 4, 0x02, 0, &[b"a\0"])),
+        (
+            "MQTT-3.1.2-3 reserved flag",
+            connect_raw(b"MQTT", 4, 0x03, 0, &[b"c"]),
+        ),
+        (
+            "MQTT-3.1.2-13 will qos without will",
+            connect_raw(b"MQTT", 4, 0x0a, 0, &[b"c"]),
+        ),
+        (
+            "MQTT-1.5.3-2 nul in client id",
+            connect_raw(b"MQTT", 4, 0x02, 0, &[b"a\0"]),
+        ),
         ("MQTT-2.2.2-2 bad flags", vec![0x12, 0x00]),
-        ("MQTT-2.2.3 five-byte length", vec![0x10, 0xff, 0xff, 0xff, 0xff, 0x01]),
+        (
+            "MQTT-2.2.3 five-byte length",
+            vec![0x10, 0xff, 0xff, 0xff, 0xff, 0x01],
+        ),
     ];
     for (what, bytes) in bad {
         let mut c = m.client();
@@ -128,15 +144,27 @@ fn malformed_packets_close_only_their_connection() {
         eprintln!("closed: {what}");
     }
     let after_connect: Vec<(&str, Vec<u8>)> = vec![
-        ("MQTT-3.3.2-2 wildcard topic", publish("a/+", b"x", 0, false, 0)),
-        ("MQTT-2.3.1-1 zero packet id", publish("a", b"x", 1, false, 0)),
+        (
+            "MQTT-3.3.2-2 wildcard topic",
+            publish("a/+", b"x", 0, false, 0),
+        ),
+        (
+            "MQTT-2.3.1-1 zero packet id",
+            publish("a", b"x", 1, false, 0),
+        ),
         ("MQTT-3.8.3-3 empty subscribe", packet(0x82, &[0, 1])),
         ("MQTT-4.7.1-2 bad #", subscribe(1, &[("a/#/b", 0)])),
         ("MQTT-4.7.1-3 bad +", subscribe(1, &[("a+", 0)])),
         ("MQTT-3.8.3-4 qos 3", subscribe(1, &[("a", 3)])),
         ("MQTT-3.10.3-2 empty unsubscribe", packet(0xa2, &[0, 1])),
-        ("MQTT-3.3.1-4 publish qos 3", vec![0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x01]),
-        ("MQTT-1.5.3-1 surrogate", vec![0x30, 0x05, 0x00, 0x03, 0xed, 0xa0, 0x80]),
+        (
+            "MQTT-3.3.1-4 publish qos 3",
+            vec![0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x01],
+        ),
+        (
+            "MQTT-1.5.3-1 surrogate",
+            vec![0x30, 0x05, 0x00, 0x03, 0xed, 0xa0, 0x80],
+        ),
         ("reserved type 15", vec![0xf0, 0x00]),
         ("CONNACK from a client", vec![0x20, 0x02, 0x00, 0x00]),
     ];
@@ -167,7 +195,10 @@ fn keepalive_timeout_publishes_will() {
     // Silent for 1.5 × 1 s: closed, and the will goes out.
     dev.expect_closed();
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(1400), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "closed after {waited:?}"
+    );
     w.expect(&publish("status/dev", b"offline", 1, false, 1));
     m.wait_log("Client dev has exceeded timeout, disconnecting.")
         .expect("timeout logged");

@@ -161,7 +161,7 @@ fn malformed(b: &[u8], clause: &str) {
 fn fixed_header_flags_are_checked() {
     // [MQTT-2.2.2-1] [MQTT-2.2.2-2]: each type's flags are fixed.
     malformed(&[0x11, 0x00], "MQTT-2.2.2-2"); // CONNECT with flags
-    malformed(&[0x60 | 0x00, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // PUBREL without 0010
+    malformed(&[0x60, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // PUBREL without 0010
     malformed(&[0x80, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // SUBSCRIBE without 0010
     malformed(&[0xa0, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // UNSUBSCRIBE without 0010
     malformed(&[0x41, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // PUBACK with flags

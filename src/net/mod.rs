@@ -107,7 +107,9 @@ pub fn bind(listeners: &[Listener], local_only_port: u16) -> io::Result<Vec<Boun
                 }
             }
         }
-        if !bound_any && !(listeners.is_empty() && !out.is_empty()) {
+        // In local only mode a machine without IPv6 still gets its 127.0.0.1 listener.
+        let tolerated = listeners.is_empty() && !out.is_empty();
+        if !bound_any && !tolerated {
             return Err(last_err.unwrap_or_else(|| io::Error::other("no address to bind")));
         }
     }

@@ -34,10 +34,7 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "midge-test-{}-{n}-{nanos}",
-            std::process::id()
-        ));
+        let p = std::env::temp_dir().join(format!("midge-test-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -244,18 +241,16 @@ impl Client {
     pub fn expect_closed(&mut self) {
         let start = Instant::now();
         let mut b = [0u8; 64];
-        loop {
-            match self.s.read(&mut b) {
-                Ok(0) => return,
-                Ok(n) => panic!("expected close, got bytes {:02x?}", &b[..n]),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    panic!("connection still open after {:?}", start.elapsed())
-                }
-                Err(_) => return,
+        match self.s.read(&mut b) {
+            Ok(0) => {}
+            Ok(n) => panic!("expected close, got bytes {:02x?}", &b[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                panic!("connection still open after {:?}", start.elapsed())
             }
+            Err(_) => {}
         }
     }
 
@@ -325,13 +320,32 @@ pub fn connect_raw(name: &[u8], level: u8, flags: u8, keepalive: u16, fields: &[
 }
 
 pub fn connect(id: &str, clean: bool, keepalive: u16) -> Vec<u8> {
-    connect_raw(b"MQTT", 4, if clean { 0x02 } else { 0 }, keepalive, &[id.as_bytes()])
+    connect_raw(
+        b"MQTT",
+        4,
+        if clean { 0x02 } else { 0 },
+        keepalive,
+        &[id.as_bytes()],
+    )
 }
 
 /// CONNECT with a will.
-pub fn connect_will(id: &str, keepalive: u16, topic: &str, msg: &[u8], qos: u8, retain: bool) -> Vec<u8> {
+pub fn connect_will(
+    id: &str,
+    keepalive: u16,
+    topic: &str,
+    msg: &[u8],
+    qos: u8,
+    retain: bool,
+) -> Vec<u8> {
     let flags = 0x02 | 0x04 | (qos << 3) | if retain { 0x20 } else { 0 };
-    connect_raw(b"MQTT", 4, flags, keepalive, &[id.as_bytes(), topic.as_bytes(), msg])
+    connect_raw(
+        b"MQTT",
+        4,
+        flags,
+        keepalive,
+        &[id.as_bytes(), topic.as_bytes(), msg],
+    )
 }
 
 pub fn publish(topic: &str, payload: &[u8], qos: u8, retain: bool, pid: u16) -> Vec<u8> {
