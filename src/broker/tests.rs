@@ -687,3 +687,116 @@ fn released_slot_is_reused_without_stale_state() {
     h.advance(10_000);
     assert!(!h.b.is_closed(1));
 }
+
+/// Arbitrary packet sequences from several clients, with socket losses, partial writes and
+/// clock jumps: the core must never panic and must keep its bounds. (The cargo-fuzz target
+/// explores far more; this runs in every `cargo test`.)
+#[test]
+fn random_packet_sequences_keep_the_core_sound() {
+    let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let topics = ["a", "a/b", "a/c", "$SYS/x", "b"];
+    let filters = ["#", "a/+", "a/b", "+/c", "$SYS/#", "b"];
+    let ids = ["c0", "c1", "c2", "c3"];
+    for round in 0..40 {
+        let mut h = H::with(Config {
+            max_inflight_messages: 3,
+            max_queued_messages: 10,
+            message_size_limit: 64,
+            ..Config::default()
+        });
+        let mut open = [false; 6];
+        for _ in 0..800 {
+            let id = next(6) as usize;
+            if !open[id] {
+                h.open(id);
+                open[id] = true;
+            }
+            let qos = QoS::from_u8(next(3) as u8).unwrap();
+            let pid = (next(5) + 1) as u16;
+            let bytes = match next(14) {
+                0 | 1 => enc(&[Packet::Connect(Connect {
+                    version: if next(4) == 0 { Version::V31 } else { Version::V311 },
+                    clean_session: next(2) == 0,
+                    keep_alive: next(3) as u16,
+                    client_id: ids[next(4) as usize],
+                    will: (next(2) == 0).then(|| Will {
+                        topic: topics[next(5) as usize],
+                        payload: b"w",
+                        qos,
+                        retain: next(2) == 0,
+                    }),
+                    username: None,
+                    password: None,
+                })]),
+                2 | 3 | 4 => {
+                    let mut b = enc(&[Packet::Publish(Publish {
+                        dup: false,
+                        qos,
+                        retain: next(3) == 0,
+                        topic: topics[next(5) as usize],
+                        pid: (qos != QoS::AtMostOnce).then_some(pid),
+                        payload: if next(8) == 0 { &[0u8; 100] } else { b"p" },
+                    })]);
+                    if qos != QoS::AtMostOnce && next(4) == 0 {
+                        b[0] |= 0x08;
+                    }
+                    b
+                }
+                5 => enc(&[Packet::Subscribe {
+                    pid,
+                    filters: vec![(filters[next(6) as usize], qos)],
+                }]),
+                6 => enc(&[Packet::Unsubscribe {
+                    pid,
+                    filters: vec![filters[next(6) as usize]],
+                }]),
+                7 => enc(&[Packet::Puback(pid)]),
+                8 => enc(&[Packet::Pubrec(pid)]),
+                9 => enc(&[Packet::Pubrel(pid)]),
+                10 => enc(&[Packet::Pubcomp(pid)]),
+                11 => enc(&[Packet::Pingreq]),
+                12 => enc(&[Packet::Disconnect]),
+                _ => {
+                    let n = next(8) as usize;
+                    (0..n).map(|_| next(256) as u8).collect()
+                }
+            };
+            // Sometimes split the bytes, as a socket would.
+            let cut = next(bytes.len() as u64 + 1) as usize;
+            let used = h.b.received(id, &bytes[..cut], h.now);
+            let mut rest = bytes[used..cut].to_vec();
+            rest.extend_from_slice(&bytes[cut..]);
+            h.b.received(id, &rest, h.now);
+            match next(10) {
+                0 => {
+                    h.b.lost(id, next(2) == 0, h.now);
+                }
+                1 => h.advance(next(4000)),
+                2 => {
+                    // A socket that takes only part of the output.
+                    let n = h.b.output(id).len() / 2;
+                    h.b.written(id, n, h.now);
+                }
+                _ => {
+                    let n = h.b.output(id).len();
+                    h.b.written(id, n, h.now);
+                }
+            }
+            if h.b.is_closed(id) {
+                h.b.release(id);
+                open[id] = false;
+            }
+            for c in ids {
+                if let Some((queued, inflight)) = h.b.session_queue(c) {
+                    assert!(queued <= 10 && inflight <= 3, "round {round}: {queued} {inflight}");
+                }
+            }
+        }
+    }
+}
