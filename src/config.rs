@@ -1,44 +1,169 @@
 //! mosquitto.conf, parsed from a `&str`.
 //!
-//! Each line is `option value...`, `#` starts a comment line, blank lines are skipped. Options
-//! are looked up in one table; an option that is not in it, a value that does not parse, or an
-//! option midge does not support yet is an error that names the file and line, and start-up
-//! stops before any socket is opened.
+//! Each line is `option value...`; `#` starts a comment line; blank lines are skipped. Options
+//! are looked up in one table, [`OPTIONS`], which says where each belongs (global, listener, or
+//! security, which follows `per_listener_settings`). An unknown option, a value that does not
+//! parse, a misplaced option, or an option midge does not support yet is an error naming the
+//! file and line, so start-up stops before any socket is opened. Reading files (`include_dir`)
+//! happens through a caller-supplied function, so the parser itself does no IO.
 
 use std::fmt;
 
 use crate::broker;
+use crate::mqtt::QoS;
 
-/// One `listener` block.
+/// Which address family a listener uses (`socket_domain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    Ipv4,
+    Ipv6,
+}
+
+/// Authentication and authorisation settings: global, or per listener when
+/// `per_listener_settings true`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// As written; the default depends on whether listeners are configured.
+    pub allow_anonymous: Option<bool>,
+    pub allow_zero_length_clientid: Option<bool>,
+    pub auto_id_prefix: Option<String>,
+    pub password_file: Option<String>,
+    pub acl_file: Option<String>,
+}
+
+/// One `listener` block (or the default listener set by `port`/`bind_address`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     /// 0 asks the system for a free port (the log says which).
     pub port: u16,
     /// Address or host name to bind; `None` binds every address, IPv4 and IPv6.
     pub bind: Option<String>,
+    pub bind_interface: Option<String>,
+    /// -1: no limit.
+    pub max_connections: i64,
+    pub socket_domain: Option<Domain>,
+    pub mount_point: Option<String>,
+    pub use_username_as_clientid: bool,
+    pub max_qos: QoS,
+    pub max_topic_alias: u16,
+    /// Used when `per_listener_settings` is true.
+    pub security: Security,
 }
 
-#[derive(Debug, Clone, Default)]
+impl Listener {
+    pub fn new(port: u16, bind: Option<String>) -> Listener {
+        Listener {
+            port,
+            bind,
+            bind_interface: None,
+            max_connections: -1,
+            socket_domain: None,
+            mount_point: None,
+            use_username_as_clientid: false,
+            max_qos: QoS::ExactlyOnce,
+            max_topic_alias: 10,
+            security: Security::default(),
+        }
+    }
+}
+
+/// Where log lines go (`log_dest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDest {
+    Stdout,
+    Stderr,
+    File(String),
+    Syslog,
+    Topic,
+    None,
+}
+
+#[derive(Debug, Clone)]
 pub struct Config {
     pub listeners: Vec<Listener>,
-    /// `allow_anonymous` as written; its default depends on whether listeners are configured.
-    pub allow_anonymous: Option<bool>,
+    /// Set by the deprecated `port` and `bind_address`, and where listener options written
+    /// before the first `listener` go.
+    pub default_listener: Option<Listener>,
+    pub per_listener_settings: bool,
+    pub security: Security,
+    pub clientid_prefixes: Option<String>,
     pub broker: broker::Config,
+    pub log_dest: Vec<LogDest>,
+    pub log_type: Vec<String>,
+    pub log_timestamp: bool,
+    pub log_timestamp_format: Option<String>,
+    pub connection_messages: bool,
+    pub pid_file: Option<String>,
+    pub user: Option<String>,
+    pub sys_interval: u32,
+    pub persistence: bool,
+    pub persistence_location: Option<String>,
+    pub persistence_file: String,
+    pub autosave_interval: u32,
+    pub autosave_on_changes: bool,
+    /// Seconds; `None`: never.
+    pub persistent_client_expiration: Option<u64>,
+    pub set_tcp_nodelay: bool,
+    /// Whether a security option has been seen (so `per_listener_settings` can no longer come).
+    seen_security: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listeners: Vec::new(),
+            default_listener: None,
+            per_listener_settings: false,
+            security: Security::default(),
+            clientid_prefixes: None,
+            broker: broker::Config::default(),
+            log_dest: Vec::new(),
+            log_type: Vec::new(),
+            log_timestamp: true,
+            log_timestamp_format: None,
+            connection_messages: true,
+            pid_file: None,
+            user: None,
+            sys_interval: 10,
+            persistence: false,
+            persistence_location: None,
+            persistence_file: "midge.db".into(),
+            autosave_interval: 1800,
+            autosave_on_changes: false,
+            persistent_client_expiration: None,
+            set_tcp_nodelay: false,
+            seen_security: false,
+        }
+    }
 }
 
 impl Config {
     /// No listener configured: mosquitto 2.0's "local only mode" (127.0.0.1 and ::1, anonymous
-    /// clients allowed).
+    /// clients allowed unless the configuration says otherwise).
     pub fn local_only(&self) -> bool {
-        self.listeners.is_empty()
+        self.listeners.is_empty() && self.default_listener.is_none()
     }
 
-    /// The broker settings with the defaults that depend on the whole file resolved.
-    pub fn broker_config(&self) -> broker::Config {
-        let mut b = self.broker.clone();
-        // mosquitto 2.0: anonymous access defaults to on only in local only mode.
-        b.allow_anonymous = self.allow_anonymous.unwrap_or(self.local_only());
-        b
+    /// The listeners to open: the configured ones, with the default listener first if
+    /// `port`/`bind_address` set one.
+    pub fn all_listeners(&self) -> Vec<Listener> {
+        let mut v: Vec<Listener> = self.default_listener.iter().cloned().collect();
+        v.extend(self.listeners.iter().cloned());
+        v
+    }
+
+    /// The security settings that apply to `listener`.
+    pub fn security_for<'a>(&'a self, listener: Option<&'a Listener>) -> &'a Security {
+        match listener {
+            Some(l) if self.per_listener_settings => &l.security,
+            _ => &self.security,
+        }
+    }
+
+    /// Whether anonymous clients are allowed under `sec` (mosquitto 2.0: only in local only
+    /// mode unless `allow_anonymous true`).
+    pub fn allow_anonymous(&self, sec: &Security) -> bool {
+        sec.allow_anonymous.unwrap_or(self.local_only())
     }
 }
 
@@ -52,46 +177,159 @@ pub struct Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.msg)
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.msg)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.msg)
+        }
     }
 }
 
 impl std::error::Error for Error {}
 
+/// Where an option applies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Global,
+    /// Applies to the listener being configured (the default listener before any `listener`).
+    Listener,
+    /// Global, or the current listener's when `per_listener_settings true`.
+    Security,
+}
+
 type Setter = fn(&mut Config, &[&str]) -> Result<(), String>;
 
-/// The options midge understands, with mosquitto 2.0's meaning.
-const OPTIONS: &[(&str, Setter)] = &[
-    ("listener", |c, v| {
+/// The current listener: the last `listener`, or the default listener before any.
+fn cur(c: &mut Config) -> &mut Listener {
+    if c.listeners.is_empty() {
+        c.default_listener
+            .get_or_insert_with(|| Listener::new(1883, None))
+    } else {
+        let i = c.listeners.len() - 1;
+        &mut c.listeners[i]
+    }
+}
+
+fn sec(c: &mut Config) -> &mut Security {
+    if c.per_listener_settings {
+        &mut cur(c).security
+    } else {
+        &mut c.security
+    }
+}
+
+/// Every option midge reads, with mosquitto 2.0's meaning.
+const OPTIONS: &[(&str, Scope, Setter)] = &[
+    ("listener", Scope::Global, |c, v| {
         let (port, bind) = match v {
             [p] => (p, None),
             [p, addr] => (p, Some(addr.to_string())),
             _ => return Err("expects a port and an optional bind address".into()),
         };
-        c.listeners.push(Listener {
-            port: number(port)?,
-            bind,
+        c.listeners.push(Listener::new(number(port)?, bind));
+        Ok(())
+    }),
+    // Deprecated: they configure the default listener.
+    ("port", Scope::Global, |c, v| {
+        let p = number(one(v)?)?;
+        c.default_listener
+            .get_or_insert_with(|| Listener::new(1883, None))
+            .port = p;
+        Ok(())
+    }),
+    ("bind_address", Scope::Global, |c, v| {
+        let a = one(v)?.to_string();
+        c.default_listener
+            .get_or_insert_with(|| Listener::new(1883, None))
+            .bind = Some(a);
+        Ok(())
+    }),
+    ("bind_interface", Scope::Listener, |c, v| {
+        cur(c).bind_interface = Some(one(v)?.to_string());
+        Ok(())
+    }),
+    ("max_connections", Scope::Listener, |c, v| {
+        let n: i64 = number(one(v)?)?;
+        cur(c).max_connections = if n < 0 { -1 } else { n };
+        Ok(())
+    }),
+    ("socket_domain", Scope::Listener, |c, v| {
+        cur(c).socket_domain = Some(match one(v)? {
+            "ipv4" => Domain::Ipv4,
+            "ipv6" => Domain::Ipv6,
+            other => return Err(format!("'{other}' is not ipv4 or ipv6")),
         });
         Ok(())
     }),
-    ("allow_anonymous", |c, v| {
-        c.allow_anonymous = Some(boolean(one(v)?)?);
+    ("mount_point", Scope::Listener, |c, v| {
+        let m = one(v)?;
+        if crate::mqtt::topic::validate_name(m).is_err() {
+            return Err(format!("'{m}' is not a valid topic prefix"));
+        }
+        cur(c).mount_point = Some(m.to_string());
         Ok(())
     }),
-    ("max_keepalive", |c, v| {
+    ("use_username_as_clientid", Scope::Listener, |c, v| {
+        cur(c).use_username_as_clientid = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("max_qos", Scope::Listener, |c, v| {
+        let n: u8 = number(one(v)?)?;
+        cur(c).max_qos = QoS::from_u8(n).ok_or("must be 0, 1 or 2")?;
+        Ok(())
+    }),
+    ("max_topic_alias", Scope::Listener, |c, v| {
+        cur(c).max_topic_alias = number(one(v)?)?;
+        Ok(())
+    }),
+    ("per_listener_settings", Scope::Global, |c, v| {
+        if c.seen_security {
+            return Err("must come before any security option (as in mosquitto)".into());
+        }
+        c.per_listener_settings = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("allow_anonymous", Scope::Security, |c, v| {
+        sec(c).allow_anonymous = Some(boolean(one(v)?)?);
+        Ok(())
+    }),
+    ("allow_zero_length_clientid", Scope::Security, |c, v| {
+        sec(c).allow_zero_length_clientid = Some(boolean(one(v)?)?);
+        Ok(())
+    }),
+    ("auto_id_prefix", Scope::Security, |c, v| {
+        let p = one(v)?;
+        if p.len() > 50 {
+            return Err("must be at most 50 characters".into());
+        }
+        sec(c).auto_id_prefix = Some(p.to_string());
+        Ok(())
+    }),
+    ("password_file", Scope::Security, |c, v| {
+        sec(c).password_file = Some(rest(v)?);
+        Ok(())
+    }),
+    ("acl_file", Scope::Security, |c, v| {
+        sec(c).acl_file = Some(rest(v)?);
+        Ok(())
+    }),
+    ("clientid_prefixes", Scope::Global, |c, v| {
+        c.clientid_prefixes = Some(one(v)?.to_string());
+        Ok(())
+    }),
+    ("max_keepalive", Scope::Global, |c, v| {
         c.broker.max_keepalive = number(one(v)?)?;
         Ok(())
     }),
-    ("max_inflight_messages", |c, v| {
-        let n: u16 = number(one(v)?)?;
-        c.broker.max_inflight_messages = n as usize;
+    ("max_packet_size", Scope::Global, |c, v| {
+        let n: usize = number(one(v)?)?;
+        if n != 0 && n < 20 {
+            return Err("must be 0 or at least 20 (as in mosquitto)".into());
+        }
+        c.broker.max_packet_size = n.min(crate::mqtt::MAX_REMAINING_LENGTH + 5);
         Ok(())
     }),
-    ("max_queued_messages", |c, v| {
-        c.broker.max_queued_messages = number(one(v)?)?;
-        Ok(())
-    }),
-    ("message_size_limit", |c, v| {
+    ("message_size_limit", Scope::Global, |c, v| {
         let n: usize = number(one(v)?)?;
         if n > crate::mqtt::MAX_REMAINING_LENGTH {
             return Err(format!(
@@ -102,6 +340,167 @@ const OPTIONS: &[(&str, Setter)] = &[
         c.broker.message_size_limit = n;
         Ok(())
     }),
+    ("max_inflight_messages", Scope::Global, |c, v| {
+        let n: u16 = number(one(v)?)?;
+        c.broker.max_inflight_messages = n as usize;
+        Ok(())
+    }),
+    ("max_inflight_bytes", Scope::Global, |c, v| {
+        c.broker.max_inflight_bytes = number(one(v)?)?;
+        Ok(())
+    }),
+    ("max_queued_messages", Scope::Global, |c, v| {
+        c.broker.max_queued_messages = number(one(v)?)?;
+        Ok(())
+    }),
+    ("max_queued_bytes", Scope::Global, |c, v| {
+        c.broker.max_queued_bytes = number(one(v)?)?;
+        Ok(())
+    }),
+    ("queue_qos0_messages", Scope::Global, |c, v| {
+        c.broker.queue_qos0_messages = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("retain_available", Scope::Global, |c, v| {
+        c.broker.retain_available = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("upgrade_outgoing_qos", Scope::Global, |c, v| {
+        c.broker.upgrade_outgoing_qos = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("check_retain_source", Scope::Global, |c, v| {
+        c.broker.check_retain_source = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("set_tcp_nodelay", Scope::Global, |c, v| {
+        c.set_tcp_nodelay = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("connection_messages", Scope::Global, |c, v| {
+        c.connection_messages = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("log_dest", Scope::Global, |c, v| {
+        let d = match v {
+            ["stdout"] => LogDest::Stdout,
+            ["stderr"] => LogDest::Stderr,
+            ["syslog"] => LogDest::Syslog,
+            ["topic"] => LogDest::Topic,
+            ["none"] => LogDest::None,
+            ["file", ..] if v.len() > 1 => LogDest::File(v[1..].join(" ")),
+            ["file"] => return Err("file needs a path".into()),
+            ["dlt"] => return Err("'dlt' is not supported yet".into()),
+            _ => {
+                return Err(format!(
+                    "'{}' is not stdout, stderr, file PATH, syslog, topic or none",
+                    v.join(" ")
+                ))
+            }
+        };
+        c.log_dest.push(d);
+        Ok(())
+    }),
+    ("log_type", Scope::Global, |c, v| {
+        let t = one(v)?;
+        const TYPES: &[&str] = &[
+            "debug",
+            "error",
+            "warning",
+            "notice",
+            "information",
+            "subscribe",
+            "unsubscribe",
+            "websockets",
+            "none",
+            "all",
+        ];
+        if !TYPES.contains(&t) {
+            return Err(format!("unknown log type '{t}'"));
+        }
+        c.log_type.push(t.to_string());
+        Ok(())
+    }),
+    ("log_timestamp", Scope::Global, |c, v| {
+        c.log_timestamp = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("log_timestamp_format", Scope::Global, |c, v| {
+        c.log_timestamp_format = Some(rest(v)?);
+        Ok(())
+    }),
+    ("pid_file", Scope::Global, |c, v| {
+        c.pid_file = Some(rest(v)?);
+        Ok(())
+    }),
+    ("user", Scope::Global, |c, v| {
+        c.user = Some(one(v)?.to_string());
+        Ok(())
+    }),
+    ("sys_interval", Scope::Global, |c, v| {
+        c.sys_interval = number(one(v)?)?;
+        Ok(())
+    }),
+    ("persistence", Scope::Global, |c, v| {
+        c.persistence = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("persistence_location", Scope::Global, |c, v| {
+        c.persistence_location = Some(rest(v)?);
+        Ok(())
+    }),
+    ("persistence_file", Scope::Global, |c, v| {
+        c.persistence_file = rest(v)?;
+        Ok(())
+    }),
+    ("autosave_interval", Scope::Global, |c, v| {
+        c.autosave_interval = number(one(v)?)?;
+        Ok(())
+    }),
+    ("autosave_on_changes", Scope::Global, |c, v| {
+        c.autosave_on_changes = boolean(one(v)?)?;
+        Ok(())
+    }),
+    ("persistent_client_expiration", Scope::Global, |c, v| {
+        c.persistent_client_expiration = Some(duration(one(v)?)?);
+        Ok(())
+    }),
+];
+
+/// mosquitto options midge knows but does not implement yet: refused by name.
+const NOT_YET: &[&str] = &[
+    "cafile",
+    "capath",
+    "certfile",
+    "keyfile",
+    "ciphers",
+    "ciphers_tls1.3",
+    "crlfile",
+    "dhparamfile",
+    "require_certificate",
+    "tls_version",
+    "tls_engine",
+    "tls_engine_kpass_sha1",
+    "tls_keyform",
+    "use_identity_as_username",
+    "use_subject_as_username",
+    "psk_hint",
+    "psk_file",
+    "protocol",
+    "http_dir",
+    "websockets_log_level",
+    "websockets_headers_size",
+    "plugin",
+    "plugin_opt",
+    "auth_plugin",
+    "auth_opt",
+    "auth_plugin_deny_special_chars",
+    "connection",
+    "address",
+    "topic",
+    "allow_duplicate_messages",
+    "memory_limit",
+    "include_dir_nested",
 ];
 
 fn one<'a>(v: &[&'a str]) -> Result<&'a str, String> {
@@ -110,6 +509,14 @@ fn one<'a>(v: &[&'a str]) -> Result<&'a str, String> {
         [] => Err("expects a value".into()),
         _ => Err("expects a single value".into()),
     }
+}
+
+/// A value that may contain spaces (paths, formats).
+fn rest(v: &[&str]) -> Result<String, String> {
+    if v.is_empty() {
+        return Err("expects a value".into());
+    }
+    Ok(v.join(" "))
 }
 
 fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
@@ -125,8 +532,35 @@ fn boolean(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Parses `text`, the contents of `file`, into `cfg`.
-pub fn parse(text: &str, file: &str, cfg: &mut Config) -> Result<(), Error> {
+/// `persistent_client_expiration`: an integer and one of h d w m y.
+fn duration(s: &str) -> Result<u64, String> {
+    let bad = || format!("'{s}' is not a duration like 2h, 14d, 1w, 2m or 1y");
+    let unit = s.chars().last().ok_or_else(bad)?;
+    let n: u64 = s[..s.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
+    let secs = match unit {
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        'm' => 30 * 86_400,
+        'y' => 365 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(secs).ok_or_else(bad)
+}
+
+/// Reads the files of an `include_dir`: the caller's IO, given the directory, returns the
+/// names and contents of the files ending in `.conf`, or an error message.
+pub type ReadDir<'a> = &'a mut dyn FnMut(&str) -> Result<Vec<(String, String)>, String>;
+
+/// Parses `text`, the contents of `file`, into `cfg`. `read_dir` serves `include_dir`, which
+/// only the main file may use.
+pub fn parse(
+    text: &str,
+    file: &str,
+    cfg: &mut Config,
+    read_dir: Option<ReadDir<'_>>,
+) -> Result<(), Error> {
+    let mut read_dir = read_dir;
     for (i, raw) in text.lines().enumerate() {
         let err = |msg: String| Error {
             file: file.to_string(),
@@ -142,9 +576,41 @@ pub fn parse(text: &str, file: &str, cfg: &mut Config) -> Result<(), Error> {
             continue;
         };
         let values: Vec<&str> = words.collect();
-        match OPTIONS.iter().find(|(name, _)| *name == option) {
-            Some((_, set)) => set(cfg, &values).map_err(|m| err(format!("{option}: {m}")))?,
-            None => return Err(err(format!("unknown or unsupported option '{option}'"))),
+        if option == "include_dir" {
+            let Some(rd) = read_dir.as_mut() else {
+                return Err(err(
+                    "include_dir is only allowed in the main configuration file".into(),
+                ));
+            };
+            let dir = rest(&values).map_err(|m| err(format!("include_dir: {m}")))?;
+            let mut files = rd(&dir).map_err(|m| err(format!("include_dir {dir}: {m}")))?;
+            // mosquitto's order: alphabetical, upper case before lower case of the same letter.
+            files.sort_by(|a, b| {
+                let key = |s: &str| -> Vec<(char, bool)> {
+                    s.chars()
+                        .map(|c| (c.to_ascii_lowercase(), c.is_ascii_lowercase()))
+                        .collect()
+                };
+                key(&a.0).cmp(&key(&b.0))
+            });
+            for (name, content) in files {
+                parse(&content, &name, cfg, None)?;
+            }
+            continue;
+        }
+        match OPTIONS.iter().find(|(name, _, _)| *name == option) {
+            Some((_, scope, set)) => {
+                if *scope == Scope::Security {
+                    cfg.seen_security = true;
+                }
+                set(cfg, &values).map_err(|m| err(format!("{option}: {m}")))?
+            }
+            None if NOT_YET.contains(&option) => {
+                return Err(err(format!(
+                    "option '{option}' is not supported by midge yet"
+                )))
+            }
+            None => return Err(err(format!("unknown option '{option}'"))),
         }
     }
     Ok(())
@@ -156,62 +622,250 @@ mod tests {
 
     fn p(text: &str) -> Result<Config, Error> {
         let mut c = Config::default();
-        parse(text, "test.conf", &mut c).map(|_| c)
+        parse(text, "test.conf", &mut c, None).map(|_| c)
     }
 
     #[test]
     fn the_seed_setup_parses() {
         let c = p("# comment\n\nlistener 1883\nallow_anonymous true\n").unwrap();
-        assert_eq!(
-            c.listeners,
-            vec![Listener {
-                port: 1883,
-                bind: None
-            }]
-        );
-        assert!(c.broker_config().allow_anonymous);
+        assert_eq!(c.listeners, vec![Listener::new(1883, None)]);
+        assert!(c.allow_anonymous(&c.security));
     }
 
     #[test]
     fn defaults_follow_mosquitto_2() {
         let c = p("").unwrap();
         assert!(c.local_only());
-        assert!(c.broker_config().allow_anonymous);
+        assert!(c.allow_anonymous(&c.security));
         let c = p("listener 1883 0.0.0.0\n").unwrap();
         assert!(!c.local_only());
-        assert!(!c.broker_config().allow_anonymous);
+        assert!(!c.allow_anonymous(&c.security));
         assert_eq!(c.listeners[0].bind.as_deref(), Some("0.0.0.0"));
-        let b = c.broker_config();
-        assert_eq!(b.max_inflight_messages, 20);
-        assert_eq!(b.max_queued_messages, 1000);
+        assert_eq!(c.broker.max_inflight_messages, 20);
+        assert_eq!(c.broker.max_queued_messages, 1000);
+        // The deprecated port option also leaves local only mode.
+        let c = p("port 1884\n").unwrap();
+        assert!(!c.local_only());
+        assert_eq!(c.all_listeners()[0].port, 1884);
     }
 
     #[test]
-    fn limits_parse() {
-        let c = p("max_inflight_messages 5\nmax_queued_messages 0\nmessage_size_limit 1024\nmax_keepalive 60\r\n").unwrap();
-        assert_eq!(c.broker.max_inflight_messages, 5);
-        assert_eq!(c.broker.max_queued_messages, 0);
-        assert_eq!(c.broker.message_size_limit, 1024);
-        assert_eq!(c.broker.max_keepalive, 60);
+    fn every_supported_option_parses() {
+        let text = "\
+per_listener_settings false
+allow_anonymous false
+allow_zero_length_clientid false
+auto_id_prefix dev-
+password_file /etc/mosquitto/passwd
+acl_file /etc/mosquitto/acl
+clientid_prefixes C1-
+max_keepalive 60
+max_packet_size 1000
+message_size_limit 1024
+max_inflight_messages 5
+max_inflight_bytes 100000
+max_queued_messages 0
+max_queued_bytes 2000000
+queue_qos0_messages true
+retain_available false
+upgrade_outgoing_qos true
+check_retain_source false
+set_tcp_nodelay true
+connection_messages false
+log_dest file /var/log/mosquitto/mosquitto.log
+log_dest stdout
+log_type error
+log_type all
+log_timestamp false
+log_timestamp_format %Y-%m-%dT%H:%M:%S
+pid_file /run/mosquitto/mosquitto.pid
+user mosquitto
+sys_interval 0
+persistence true
+persistence_location /var/lib/mosquitto/
+persistence_file mosquitto.db
+autosave_interval 60
+autosave_on_changes true
+persistent_client_expiration 14d
+listener 1883 127.0.0.1
+bind_interface eth0
+max_connections 10
+socket_domain ipv4
+mount_point site1/
+use_username_as_clientid true
+max_qos 1
+max_topic_alias 0
+";
+        let c = p(text).unwrap();
+        assert!(!c.per_listener_settings);
+        assert_eq!(
+            c.security,
+            Security {
+                allow_anonymous: Some(false),
+                allow_zero_length_clientid: Some(false),
+                auto_id_prefix: Some("dev-".into()),
+                password_file: Some("/etc/mosquitto/passwd".into()),
+                acl_file: Some("/etc/mosquitto/acl".into()),
+            }
+        );
+        assert_eq!(c.clientid_prefixes.as_deref(), Some("C1-"));
+        let b = &c.broker;
+        assert_eq!(
+            (b.max_keepalive, b.max_packet_size, b.message_size_limit),
+            (60, 1000, 1024)
+        );
+        assert_eq!(
+            (b.max_inflight_messages, b.max_inflight_bytes),
+            (5, 100_000)
+        );
+        assert_eq!((b.max_queued_messages, b.max_queued_bytes), (0, 2_000_000));
+        assert!(b.queue_qos0_messages && !b.retain_available && b.upgrade_outgoing_qos);
+        assert!(!b.check_retain_source);
+        assert!(c.set_tcp_nodelay && !c.connection_messages);
+        assert_eq!(
+            c.log_dest,
+            vec![
+                LogDest::File("/var/log/mosquitto/mosquitto.log".into()),
+                LogDest::Stdout
+            ]
+        );
+        assert_eq!(c.log_type, vec!["error", "all"]);
+        assert!(!c.log_timestamp);
+        assert_eq!(c.log_timestamp_format.as_deref(), Some("%Y-%m-%dT%H:%M:%S"));
+        assert_eq!(c.pid_file.as_deref(), Some("/run/mosquitto/mosquitto.pid"));
+        assert_eq!(c.user.as_deref(), Some("mosquitto"));
+        assert_eq!(c.sys_interval, 0);
+        assert!(c.persistence && c.autosave_on_changes);
+        assert_eq!(
+            c.persistence_location.as_deref(),
+            Some("/var/lib/mosquitto/")
+        );
+        assert_eq!(c.persistence_file, "mosquitto.db");
+        assert_eq!(c.autosave_interval, 60);
+        assert_eq!(c.persistent_client_expiration, Some(14 * 86_400));
+        let l = &c.listeners[0];
+        assert_eq!(l.bind.as_deref(), Some("127.0.0.1"));
+        assert_eq!(l.bind_interface.as_deref(), Some("eth0"));
+        assert_eq!(l.max_connections, 10);
+        assert_eq!(l.socket_domain, Some(Domain::Ipv4));
+        assert_eq!(l.mount_point.as_deref(), Some("site1/"));
+        assert!(l.use_username_as_clientid);
+        assert_eq!(l.max_qos, QoS::AtLeastOnce);
+        assert_eq!(l.max_topic_alias, 0);
+    }
+
+    #[test]
+    fn debian_default_config_parses() {
+        // /etc/mosquitto/mosquitto.conf as Debian ships it (include_dir served by the test).
+        let text = "\
+# Place your local configuration in /etc/mosquitto/conf.d/
+#
+# A full description of the configuration file is at
+# /usr/share/doc/mosquitto/examples/mosquitto.conf.example
+
+pid_file /run/mosquitto/mosquitto.pid
+
+persistence true
+persistence_location /var/lib/mosquitto/
+
+log_dest file /var/log/mosquitto/mosquitto.log
+
+include_dir /etc/mosquitto/conf.d
+";
+        let mut c = Config::default();
+        let mut rd = |dir: &str| -> Result<Vec<(String, String)>, String> {
+            assert_eq!(dir, "/etc/mosquitto/conf.d");
+            Ok(vec![
+                ("b.conf".into(), "allow_anonymous true\n".into()),
+                ("A.conf".into(), "listener 1883\n".into()),
+                ("a.conf".into(), "max_queued_messages 7\n".into()),
+            ])
+        };
+        parse(text, "mosquitto.conf", &mut c, Some(&mut rd)).unwrap();
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.security.allow_anonymous, Some(true));
+        assert_eq!(c.broker.max_queued_messages, 7);
+    }
+
+    #[test]
+    fn include_dir_order_is_mosquittos() {
+        // Upper case before lower case of the same letter; a later file wins.
+        let mut c = Config::default();
+        let mut rd = |_: &str| -> Result<Vec<(String, String)>, String> {
+            Ok(vec![
+                ("b.conf".into(), "max_queued_messages 3\n".into()),
+                ("B.conf".into(), "max_queued_messages 2\n".into()),
+                ("a.conf".into(), "max_queued_messages 1\n".into()),
+            ])
+        };
+        parse("include_dir d\n", "m.conf", &mut c, Some(&mut rd)).unwrap();
+        assert_eq!(c.broker.max_queued_messages, 3);
+        let e = parse("include_dir d\n", "m.conf", &mut Config::default(), None).unwrap_err();
+        assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn per_listener_settings_puts_security_on_each_listener() {
+        let c = p("per_listener_settings true\nlistener 1883\nallow_anonymous true\nlistener 1884\npassword_file /p\n").unwrap();
+        assert_eq!(c.listeners[0].security.allow_anonymous, Some(true));
+        assert_eq!(c.listeners[1].security.allow_anonymous, None);
+        assert_eq!(c.listeners[1].security.password_file.as_deref(), Some("/p"));
+        assert_eq!(c.security, Security::default());
+        let sec1 = c.security_for(Some(&c.listeners[1]));
+        assert!(!c.allow_anonymous(sec1));
+        // Without it, security options are global wherever they are written.
+        let c = p("listener 1883\nallow_anonymous true\nlistener 1884\n").unwrap();
+        assert_eq!(c.security.allow_anonymous, Some(true));
+        let e = p("allow_anonymous true\nper_listener_settings true\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.msg.contains("must come before"), "{}", e.msg);
     }
 
     #[test]
     fn errors_name_file_line_and_option() {
-        let e = p("listener 1883\n\nbridge_cafile x\n").unwrap_err();
-        assert_eq!(e.line, 3);
+        let e = p("listener 1883\n\nfoo_bar x\n").unwrap_err();
+        assert_eq!(e.to_string(), "test.conf:3: unknown option 'foo_bar'");
+        let e = p("listener 8883\ncertfile /etc/ssl/x.pem\n").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "test.conf:3: unknown or unsupported option 'bridge_cafile'"
+            "test.conf:2: option 'certfile' is not supported by midge yet"
         );
         let e = p("allow_anonymous yes\n").unwrap_err();
         assert_eq!(
             e.to_string(),
             "test.conf:1: allow_anonymous: 'yes' is not true or false"
         );
-        assert_eq!(p("listener\n").unwrap_err().line, 1);
-        assert_eq!(p("listener 70000\n").unwrap_err().line, 1);
-        assert_eq!(p("max_queued_messages -1\n").unwrap_err().line, 1);
-        assert_eq!(p("allow_anonymous\n").unwrap_err().line, 1);
-        assert_eq!(p("allow_anonymous true false\n").unwrap_err().line, 1);
+        for bad in [
+            "listener\n",
+            "listener 70000\n",
+            "listener 1 2 3\n",
+            "max_queued_messages -1\n",
+            "allow_anonymous\n",
+            "allow_anonymous true false\n",
+            "max_qos 3\n",
+            "socket_domain ipx\n",
+            "log_dest carrier-pigeon\n",
+            "log_type chatter\n",
+            "persistent_client_expiration 14x\n",
+            "persistent_client_expiration d\n",
+            "max_packet_size 10\n",
+            "mount_point a/#\n",
+            "message_size_limit 268435456\n",
+            "log_dest file\n",
+        ] {
+            let e = p(bad).unwrap_err();
+            assert_eq!(e.line, 1, "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("2h"), Ok(7200));
+        assert_eq!(duration("1w"), Ok(604_800));
+        assert_eq!(duration("2m"), Ok(5_184_000));
+        assert_eq!(duration("1y"), Ok(31_536_000));
+        assert!(duration("").is_err());
+        assert!(duration("h").is_err());
+        assert!(duration("99999999999999999y").is_err());
     }
 }

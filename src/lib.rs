@@ -9,6 +9,7 @@
 //! - [`net`]: the only part that touches sockets and the clock: one thread, one `mio::Poll`.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod mqtt;

@@ -4,9 +4,14 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use log::{error, info};
+use log::{error, info, warn};
 
-use midge::broker::Broker;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use midge::auth::acl::Acl;
+use midge::auth::password::PasswordFile;
+use midge::broker::{Broker, ListenerPolicy};
 use midge::config::{self, Config};
 use midge::net;
 
@@ -84,15 +89,9 @@ fn main() -> ExitCode {
 
     let mut cfg = Config::default();
     let config_file = m.opt_str("c");
+    let config_file_for_reload = config_file.clone();
     if let Some(path) = &config_file {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                error!("Error: Unable to open config file {path}: {e}.");
-                return ExitCode::from(1);
-            }
-        };
-        if let Err(e) = config::parse(&text, path, &mut cfg) {
+        if let Err(e) = load_config(path, &mut cfg) {
             error!("Error: {e}");
             return ExitCode::from(1);
         }
@@ -101,13 +100,20 @@ fn main() -> ExitCode {
     for p in m.opt_strs("p") {
         match p.parse::<u16>() {
             Ok(port) if cfg.local_only() => local_port = port,
-            Ok(port) => cfg.listeners.push(config::Listener { port, bind: None }),
+            Ok(port) => cfg.listeners.push(config::Listener::new(port, None)),
             Err(_) => {
                 error!("Error: Invalid port '{p}'.");
                 return ExitCode::from(1);
             }
         }
     }
+    let listener_policies = match policies(&cfg, local_port) {
+        Ok(p) => p,
+        Err(e) => {
+            error!("Error: {e}");
+            return ExitCode::from(1);
+        }
+    };
 
     if m.opt_present("d") && std::env::var_os("MIDGE_DAEMONIZED").is_none() {
         return match daemonize() {
@@ -128,14 +134,17 @@ fn main() -> ExitCode {
         info!("Starting in local only mode. Connections will only be possible from clients running on this machine.");
         info!("Create a configuration file which defines a listener to allow remote access.");
     }
-    let listeners = match net::bind(&cfg.listeners, local_port) {
+    let listeners = match net::bind(&cfg.all_listeners(), local_port) {
         Ok(l) => l,
         Err(e) => {
             error!("Error: {e}.");
             return ExitCode::from(1);
         }
     };
-    let mut bcfg = cfg.broker_config();
+    let mut bcfg = cfg.broker.clone();
+    bcfg.listeners = listener_policies;
+    bcfg.clientid_prefixes = cfg.clientid_prefixes.clone();
+    bcfg.connection_messages = cfg.connection_messages;
     bcfg.id_seed = {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -143,13 +152,31 @@ fn main() -> ExitCode {
         h.finish()
     };
     let broker = Broker::new(bcfg);
-    let mut server = match net::Server::new(broker, listeners) {
+    let mut server = match net::Server::new(broker, listeners, cfg.set_tcp_nodelay) {
         Ok(s) => s,
         Err(e) => {
             error!("Error: {e}.");
             return ExitCode::from(1);
         }
     };
+    let reload_cfg = cfg.clone();
+    let reload: net::Reload = Box::new(move || {
+        // mosquitto re-reads the password and ACL files on SIGHUP.
+        let mut fresh = Config::default();
+        if let Some(path) = &config_file_for_reload {
+            load_config(path, &mut fresh).map_err(|e| e.to_string())?;
+        } else {
+            fresh = reload_cfg.clone();
+        }
+        if fresh.all_listeners().len() != reload_cfg.all_listeners().len() {
+            return Err("the listeners changed; restart midge to apply them".into());
+        }
+        policies(&fresh, local_port)
+    });
+    match net::Signals::new().and_then(|s| server.handle_signals(s, reload)) {
+        Ok(()) => {}
+        Err(e) => warn!("Signals will not be handled: {e}."),
+    }
     info!("midge version {VERSION} running");
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,4 +185,101 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Reads `path` and the `include_dir` files it names into `cfg`.
+fn load_config(path: &str, cfg: &mut Config) -> Result<(), config::Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| config::Error {
+        file: path.to_string(),
+        line: 0,
+        msg: format!("Unable to open config file: {e}"),
+    })?;
+    let mut read_dir = |dir: &str| -> Result<Vec<(String, String)>, String> {
+        let mut files = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+        for entry in entries {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".conf") {
+                continue;
+            }
+            let full = entry.path();
+            let text =
+                std::fs::read_to_string(&full).map_err(|e| format!("{}: {e}", full.display()))?;
+            files.push((full.display().to_string(), text));
+        }
+        Ok(files)
+    };
+    config::parse(&text, path, cfg, Some(&mut read_dir))
+}
+
+/// Loads a password file; unreadable lines are logged with their numbers (and those users
+/// cannot log in), never with a password.
+fn load_passwords(path: &str) -> Result<PasswordFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("Unable to open password file {path}: {e}."))?;
+    let (file, warnings) = PasswordFile::parse(&text);
+    for w in warnings {
+        warn!("Warning: password file {path} line {}: {}", w.line, w.msg);
+    }
+    Ok(file)
+}
+
+fn load_acl(path: &str) -> Result<Acl, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("Unable to open acl_file {path}: {e}."))?;
+    Acl::parse(&text).map_err(|e| format!("acl_file {path} {e}."))
+}
+
+/// One broker policy per listener (or one for local only mode), security files loaded once
+/// each and shared.
+fn policies(cfg: &Config, local_port: u16) -> Result<Vec<ListenerPolicy>, String> {
+    let mut pw_cache: HashMap<String, Rc<PasswordFile>> = HashMap::new();
+    let mut acl_cache: HashMap<String, Rc<Acl>> = HashMap::new();
+    let listeners = cfg.all_listeners();
+    let local = config::Listener::new(local_port, None);
+    let list: Vec<&config::Listener> = if listeners.is_empty() {
+        vec![&local]
+    } else {
+        listeners.iter().collect()
+    };
+    let mut out = Vec::new();
+    for l in list {
+        let sec = cfg.security_for(Some(l));
+        let passwords = match &sec.password_file {
+            None => None,
+            Some(p) => Some(match pw_cache.get(p) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = Rc::new(load_passwords(p)?);
+                    pw_cache.insert(p.clone(), f.clone());
+                    f
+                }
+            }),
+        };
+        let acl = match &sec.acl_file {
+            None => None,
+            Some(p) => Some(match acl_cache.get(p) {
+                Some(a) => a.clone(),
+                None => {
+                    let a = Rc::new(load_acl(p)?);
+                    acl_cache.insert(p.clone(), a.clone());
+                    a
+                }
+            }),
+        };
+        out.push(ListenerPolicy {
+            port: l.port,
+            allow_anonymous: cfg.allow_anonymous(sec),
+            allow_zero_length_clientid: sec.allow_zero_length_clientid.unwrap_or(true),
+            auto_id_prefix: sec.auto_id_prefix.clone().unwrap_or_else(|| "auto-".into()),
+            use_username_as_clientid: l.use_username_as_clientid,
+            max_qos: l.max_qos,
+            mount_point: l.mount_point.clone(),
+            max_connections: usize::try_from(l.max_connections).ok(),
+            passwords,
+            acl,
+        });
+    }
+    Ok(out)
 }

@@ -28,6 +28,8 @@ use std::rc::Rc;
 use log::{debug, info, warn};
 use slab::Slab;
 
+use crate::auth::acl::{Access, Acl};
+use crate::auth::password::PasswordFile;
 use crate::mqtt::{self, connack, Packet, QoS, Status, Version};
 pub use retain::Retained;
 use session::{Ack, Inflight, Queued, Session};
@@ -49,6 +51,17 @@ pub struct Message {
     pub qos: QoS,
     /// The RETAIN flag it was published with.
     pub retain: bool,
+    /// Who published it, kept for retained messages while an ACL is in force so that
+    /// `check_retain_source` can ask whether they may still write the topic.
+    pub origin: Option<Box<Origin>>,
+}
+
+/// The publisher of a retained message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub client_id: Box<str>,
+    pub username: Option<Box<str>>,
+    pub listener: usize,
 }
 
 pub type Msg = Rc<Message>;
@@ -62,22 +75,79 @@ const OUT_HIGH_WATER: usize = 64 * 1024;
 /// the most a connection that has not yet been accepted may make the broker buffer.
 pub const MAX_CONNECT_LEN: usize = 5 + 8 + 4 + 5 * (2 + 65_535);
 
-/// The broker's settings (a subset of mosquitto.conf's, filled by the config module).
+/// What a listener lets its clients do: authentication and limits that mosquitto.conf sets
+/// per listener (or globally, copied to each).
+#[derive(Debug, Clone)]
+pub struct ListenerPolicy {
+    pub port: u16,
+    pub allow_anonymous: bool,
+    pub allow_zero_length_clientid: bool,
+    pub auto_id_prefix: String,
+    pub use_username_as_clientid: bool,
+    /// Highest QoS granted to subscriptions and accepted on PUBLISH.
+    pub max_qos: QoS,
+    /// Prefixed to every topic of this listener's clients, and stripped on the way out.
+    pub mount_point: Option<String>,
+    /// Connections this listener accepts at once; `None`: no limit.
+    pub max_connections: Option<usize>,
+    pub passwords: Option<Rc<PasswordFile>>,
+    pub acl: Option<Rc<Acl>>,
+}
+
+impl Default for ListenerPolicy {
+    fn default() -> Self {
+        ListenerPolicy {
+            port: 1883,
+            allow_anonymous: true,
+            allow_zero_length_clientid: true,
+            auto_id_prefix: "auto-".into(),
+            use_username_as_clientid: false,
+            max_qos: QoS::ExactlyOnce,
+            mount_point: None,
+            max_connections: None,
+            passwords: None,
+            acl: None,
+        }
+    }
+}
+
+/// The broker's settings (mosquitto.conf's, filled by the config module).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub allow_anonymous: bool,
+    /// One per listener, by the index the network layer passes to [`Broker::open`].
+    pub listeners: Vec<ListenerPolicy>,
+    /// Only client ids starting with this are accepted.
+    pub clientid_prefixes: Option<String>,
     /// Unacknowledged outgoing QoS 1/2 messages per client; 0 means no limit (65,535 at most,
     /// the number of packet identifiers).
     pub max_inflight_messages: usize,
+    /// Payload bytes of unacknowledged outgoing messages per client; 0 means no limit. One
+    /// message is always allowed.
+    pub max_inflight_bytes: usize,
     /// Messages queued per client beyond those in flight; 0 means no limit.
     pub max_queued_messages: usize,
+    /// Payload bytes queued per client; 0 means no limit.
+    pub max_queued_bytes: usize,
+    /// Queue QoS 0 messages for persistent clients that are away.
+    pub queue_qos0_messages: bool,
     /// Largest PUBLISH payload accepted; 0 means no limit. A larger one is dropped.
     pub message_size_limit: usize,
+    /// Largest packet accepted from a client, all of it; 0 means no limit. A larger one closes
+    /// the connection.
+    pub max_packet_size: usize,
+    /// When false, a PUBLISH with RETAIN set is a protocol error.
+    pub retain_available: bool,
+    /// Deliver at the subscription's QoS even when the message's is lower.
+    pub upgrade_outgoing_qos: bool,
+    /// Check that the publisher of a retained message may still write its topic before
+    /// delivering it to a new subscriber.
+    pub check_retain_source: bool,
     /// mosquitto 2.0 applies max_keepalive to MQTT 5 clients only; kept for that.
     pub max_keepalive: u16,
-    pub auto_id_prefix: String,
     /// How long a connection may take to send its CONNECT.
     pub connect_timeout_ms: Millis,
+    /// Log connections and disconnections.
+    pub connection_messages: bool,
     /// Seed for assigned client identifiers.
     pub id_seed: u64,
 }
@@ -85,13 +155,21 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            allow_anonymous: true,
+            listeners: vec![ListenerPolicy::default()],
+            clientid_prefixes: None,
             max_inflight_messages: 20,
+            max_inflight_bytes: 0,
             max_queued_messages: 1000,
+            max_queued_bytes: 0,
+            queue_qos0_messages: false,
             message_size_limit: 0,
+            max_packet_size: 0,
+            retain_available: true,
+            upgrade_outgoing_qos: false,
+            check_retain_source: true,
             max_keepalive: 65_535,
-            auto_id_prefix: "auto-".into(),
             connect_timeout_ms: 20_000,
+            connection_messages: true,
             id_seed: 0x5eed,
         }
     }
@@ -108,6 +186,8 @@ struct Conn {
     /// Distinguishes this connection from earlier ones that used the same slot.
     serial: u64,
     peer: Box<str>,
+    /// Index into `Config::listeners`.
+    listener: usize,
     state: State,
     version: Version,
     session: Option<SessionId>,
@@ -162,6 +242,8 @@ pub struct Broker {
     serial: u64,
     rng: u64,
     max_packet: usize,
+    /// Open connections per listener.
+    per_listener: Vec<usize>,
     scratch_matches: Vec<(SessionId, QoS)>,
     scratch_stack: Vec<(usize, usize)>,
     pub stats: Stats,
@@ -169,7 +251,7 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(cfg: Config) -> Broker {
-        let max_packet = if cfg.message_size_limit > 0 {
+        let mut max_packet = if cfg.message_size_limit > 0 {
             // The payload limit, plus room for the largest topic, packet id and fixed header.
             cfg.message_size_limit
                 .saturating_add(2 + 65_535 + 2 + 5)
@@ -177,6 +259,10 @@ impl Broker {
         } else {
             mqtt::MAX_REMAINING_LENGTH + 5
         };
+        if cfg.max_packet_size > 0 {
+            max_packet = max_packet.min(cfg.max_packet_size);
+        }
+        let per_listener = vec![0; cfg.listeners.len()];
         let cfg_seed = cfg.id_seed;
         Broker {
             cfg,
@@ -190,6 +276,7 @@ impl Broker {
             serial: 0,
             rng: cfg_seed,
             max_packet,
+            per_listener,
             scratch_matches: Vec::new(),
             scratch_stack: Vec::new(),
             stats: Stats::default(),
@@ -200,19 +287,46 @@ impl Broker {
         &self.cfg
     }
 
+    /// Replaces the listener policies (SIGHUP: re-read password and ACL files). Connected
+    /// clients stay; the new rules apply to their next operation. A list of the wrong length
+    /// (a configuration with other listeners) is refused.
+    pub fn set_policies(&mut self, policies: Vec<ListenerPolicy>) {
+        if policies.len() == self.cfg.listeners.len() {
+            self.cfg.listeners = policies;
+        } else {
+            warn!("Reload ignored: the listeners changed; restart midge to apply them.");
+        }
+    }
+
     // ----- the network layer's interface ---------------------------------------------------
 
-    /// A connection was accepted from `peer` ("127.0.0.1:50000") on listener `port`.
-    pub fn open(&mut self, id: ConnId, peer: &str, port: u16, now: Millis) {
+    /// A connection was accepted from `peer` ("127.0.0.1:50000") on listener number
+    /// `listener` (an index into `Config::listeners`). One over the listener's
+    /// `max_connections` is closed at once.
+    pub fn open(&mut self, id: ConnId, peer: &str, listener: usize, now: Millis) {
         if self.conns.len() <= id {
             self.conns.resize_with(id + 1, || None);
         }
+        let listener = listener.min(self.cfg.listeners.len().saturating_sub(1));
         self.serial += 1;
         self.stats.connections_total += 1;
-        info!("New connection from {peer} on port {port}.");
+        let policy = &self.cfg.listeners[listener];
+        let over = policy
+            .max_connections
+            .is_some_and(|max| self.per_listener[listener] >= max);
+        if over {
+            info!(
+                "Client connection from {peer} denied: max_connections exceeded on port {}.",
+                policy.port
+            );
+        } else if self.cfg.connection_messages {
+            info!("New connection from {peer} on port {}.", policy.port);
+        }
+        self.per_listener[listener] += 1;
         self.conns[id] = Some(Conn {
             serial: self.serial,
             peer: peer.into(),
+            listener,
             state: State::AwaitConnect,
             version: Version::V311,
             session: None,
@@ -225,6 +339,13 @@ impl Broker {
             dirty: false,
             timer_at: Millis::MAX,
         });
+        if over {
+            if let Some(c) = self.live(id) {
+                c.state = State::Closed;
+            }
+            self.mark(id);
+            return;
+        }
         self.arm(id, now + self.cfg.connect_timeout_ms);
     }
 
@@ -320,14 +441,14 @@ impl Broker {
 
     /// The socket of `id` is gone; its slot may be reused by the next [`Broker::open`].
     pub fn release(&mut self, id: ConnId) {
-        if let Some(slot) = self.conns.get_mut(id) {
-            if let Some(c) = slot {
-                if c.state != State::Closed {
-                    // The caller dropped a live connection: treat it as a socket error.
-                    self.close(id, Close::SocketError, 0);
-                }
+        if self.live(id).is_some() {
+            // The caller dropped a live connection: treat it as a socket error.
+            self.close(id, Close::SocketError, 0);
+        }
+        if let Some(c) = self.conns.get_mut(id).and_then(Option::take) {
+            if let Some(n) = self.per_listener.get_mut(c.listener) {
+                *n = n.saturating_sub(1);
             }
-            self.conns[id] = None;
         }
     }
 
@@ -509,9 +630,12 @@ impl Broker {
             }
             Packet::Subscribe { pid, filters } => self.on_subscribe(id, sid, pid, &filters),
             Packet::Unsubscribe { pid, filters } => {
+                let listener = self.sessions[sid].listener;
+                let mount = self.cfg.listeners[listener].mount_point.clone();
                 for f in &filters {
-                    self.subs.remove(f, sid);
-                    self.sessions[sid].subs.retain(|(g, _)| **g != **f);
+                    let full = mounted(mount.as_deref(), f);
+                    self.subs.remove(&full, sid);
+                    self.sessions[sid].subs.retain(|(g, _)| **g != *full);
                 }
                 debug!("Sending UNSUBACK to {}", self.client_name(id));
                 if let Some(out) = self.out(id) {
@@ -532,7 +656,7 @@ impl Broker {
         }
     }
 
-    fn assign_id(&mut self) -> String {
+    fn assign_id(&mut self, listener: usize) -> String {
         let x = &mut self.rng;
         let mut next = || {
             *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -544,7 +668,7 @@ impl Broker {
         let (a, b) = (next(), next());
         format!(
             "{}{:08X}-{:04X}-{:04X}-{:04X}-{:012X}",
-            self.cfg.auto_id_prefix,
+            self.cfg.listeners[listener].auto_id_prefix,
             a >> 32,
             (a >> 16) & 0xffff,
             a & 0xffff,
@@ -562,28 +686,62 @@ impl Broker {
     }
 
     fn on_connect(&mut self, id: ConnId, c: mqtt::Connect<'_>, now: Millis) {
-        if let Some(conn) = self.live(id) {
-            conn.version = c.version;
-        }
-        let client_id: String = if c.client_id.is_empty() {
+        let Some(conn) = self.live(id) else {
+            return;
+        };
+        conn.version = c.version;
+        let listener = conn.listener;
+        let policy = &self.cfg.listeners[listener];
+        let mut client_id: String = if c.client_id.is_empty() {
             // [MQTT-3.1.3-8]: an empty id needs a clean session (and MQTT 3.1 allows none).
-            if c.version == Version::V31 || !c.clean_session {
+            if c.version == Version::V31 || !c.clean_session || !policy.allow_zero_length_clientid {
                 return self.refuse(
                     id,
                     connack::IDENTIFIER_REJECTED,
-                    "empty client id without clean session [MQTT-3.1.3-8]",
+                    "empty client id not allowed [MQTT-3.1.3-8]",
                     now,
                 );
             }
-            // [MQTT-3.1.3-7]
-            self.assign_id()
+            String::new()
         } else {
             c.client_id.to_owned()
         };
-        if !self.cfg.allow_anonymous {
-            // With no password file configured, mosquitto 2.0 refuses every client when
-            // anonymous access is off, named or not.
+        if policy.use_username_as_clientid {
+            match c.username {
+                Some(u) => client_id = u.to_owned(),
+                None => {
+                    return self.refuse(
+                        id,
+                        connack::NOT_AUTHORIZED,
+                        "not authorised (use_username_as_clientid needs a user name)",
+                        now,
+                    )
+                }
+            }
+        }
+        if let Some(prefix) = &self.cfg.clientid_prefixes {
+            if !client_id.starts_with(prefix.as_str()) {
+                return self.refuse(
+                    id,
+                    connack::IDENTIFIER_REJECTED,
+                    "client id lacks the required clientid_prefixes",
+                    now,
+                );
+            }
+        }
+        // Authentication, as mosquitto 2.0: a user name is checked against the password file
+        // if there is one; without one, a client is admitted only when anonymous access is on.
+        let policy = &self.cfg.listeners[listener];
+        let admitted = match (c.username, &policy.passwords) {
+            (Some(u), Some(pw)) => pw.check(u, c.password.unwrap_or(b"")),
+            _ => policy.allow_anonymous,
+        };
+        if !admitted {
             return self.refuse(id, connack::NOT_AUTHORIZED, "not authorised", now);
+        }
+        if client_id.is_empty() {
+            // [MQTT-3.1.3-7]
+            client_id = self.assign_id(listener);
         }
 
         // [MQTT-3.1.4-2]: an existing connection with this id is closed first.
@@ -612,15 +770,20 @@ impl Broker {
         let s = &mut self.sessions[sid];
         s.clean = c.clean_session;
         s.conn = Some(id);
+        s.username = c.username.map(Into::into);
+        s.listener = listener;
 
+        let mount = self.cfg.listeners[listener].mount_point.as_deref();
         let will = c.will.as_ref().map(|w| {
             Rc::new(Message {
-                topic: w.topic.into(),
+                topic: mounted(mount, w.topic).into(),
                 payload: w.payload.into(),
                 qos: w.qos,
                 retain: w.retain,
+                origin: None,
             })
         });
+        let log = self.cfg.connection_messages;
         let Some(conn) = self.live(id) else {
             return;
         };
@@ -629,17 +792,19 @@ impl Broker {
         conn.keep_alive = c.keep_alive;
         conn.will = will;
         let keepalive_due = conn.last_rx + c.keep_alive as Millis * 1500;
-        let user = c.username.map(|u| format!(", u'{u}'")).unwrap_or_default();
-        info!(
-            "New client connected from {} as {client_id} (p{}, c{}, k{}{user}).",
-            conn.peer,
-            match c.version {
-                Version::V31 => 1,
-                Version::V311 => 2,
-            },
-            c.clean_session as u8,
-            c.keep_alive,
-        );
+        if log {
+            let user = c.username.map(|u| format!(", u'{u}'")).unwrap_or_default();
+            info!(
+                "New client connected from {} as {client_id} (p{}, c{}, k{}{user}).",
+                conn.peer,
+                match c.version {
+                    Version::V31 => 1,
+                    Version::V311 => 2,
+                },
+                c.clean_session as u8,
+                c.keep_alive,
+            );
+        }
         if c.keep_alive > 0 {
             self.arm(id, keepalive_due);
         }
@@ -658,6 +823,7 @@ impl Broker {
         let Some(Some(conn)) = self.conns.get_mut(id) else {
             return;
         };
+        let mount = self.cfg.listeners[conn.listener].mount_point.as_deref();
         let s = &self.sessions[sid];
         for f in &s.inflight {
             match f.state {
@@ -666,7 +832,7 @@ impl Broker {
                     true,
                     f.qos,
                     f.retain,
-                    &f.msg.topic,
+                    unmounted(mount, &f.msg.topic),
                     Some(f.pid),
                     &f.msg.payload,
                 ),
@@ -679,11 +845,10 @@ impl Broker {
     }
 
     fn on_publish(&mut self, id: ConnId, sid: SessionId, p: mqtt::Publish<'_>, now: Millis) {
-        let _ = now;
         self.stats.msgs_received += 1;
+        let name = self.sessions[sid].client_id.clone();
         debug!(
-            "Received PUBLISH from {} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
-            self.client_name(id),
+            "Received PUBLISH from {name} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
             p.dup as u8,
             p.qos.as_u8(),
             p.retain as u8,
@@ -691,12 +856,39 @@ impl Broker {
             p.topic,
             p.payload.len()
         );
+        let listener = self.sessions[sid].listener;
+        let policy = &self.cfg.listeners[listener];
+        if p.qos > policy.max_qos {
+            return self.protocol_error(
+                id,
+                &format!("PUBLISH at QoS {} over max_qos", p.qos.as_u8()),
+                now,
+            );
+        }
+        if p.retain && !self.cfg.retain_available {
+            return self.protocol_error(
+                id,
+                "retained PUBLISH while retain_available is false",
+                now,
+            );
+        }
+        let topic = mounted(policy.mount_point.as_deref(), p.topic);
         let limit = self.cfg.message_size_limit;
-        let too_large = limit > 0 && p.payload.len() > limit;
-        if too_large {
+        let mut drop_why = None;
+        if limit > 0 && p.payload.len() > limit {
+            drop_why = Some("too large");
+        } else if topic.starts_with("$SYS") {
+            // $SYS is the broker's own: read-only to clients.
+            drop_why = Some("denied ($SYS is read-only)");
+        } else if let Some(acl) = &policy.acl {
+            let s = &self.sessions[sid];
+            if !acl.check(s.username.as_deref(), &s.client_id, &topic, Access::Write) {
+                drop_why = Some("denied");
+            }
+        }
+        if let Some(why) = drop_why {
             info!(
-                "Dropped too large PUBLISH from {} (q{}, '{}', {} bytes, limit {limit}).",
-                self.client_name(id),
+                "Dropped {why} PUBLISH from {name} (q{}, '{}', {} bytes).",
                 p.qos.as_u8(),
                 p.topic,
                 p.payload.len()
@@ -708,15 +900,25 @@ impl Broker {
             (QoS::ExactlyOnce, Some(pid)) => self.sessions[sid].receive_incoming(pid),
             _ => true,
         };
-        if fresh && !too_large {
+        if fresh && drop_why.is_none() {
+            let origin = (p.retain && policy.acl.is_some()).then(|| {
+                let s = &self.sessions[sid];
+                Box::new(Origin {
+                    client_id: s.client_id.clone(),
+                    username: s.username.clone(),
+                    listener,
+                })
+            });
             let msg = Rc::new(Message {
-                topic: p.topic.into(),
+                topic: topic.into(),
                 payload: p.payload.into(),
                 qos: p.qos,
                 retain: p.retain,
+                origin,
             });
             self.publish(msg);
         }
+        // A dropped message is still acknowledged (MQTT 3.1.1 has no way to say no).
         if let (Some(pid), Some(out)) = (p.pid, self.out(id)) {
             let kind = if p.qos == QoS::AtLeastOnce {
                 mqtt::PUBACK
@@ -724,6 +926,23 @@ impl Broker {
                 mqtt::PUBREC
             };
             mqtt::encode_ack(out, kind, pid);
+        }
+    }
+
+    /// Whether the subscriber of session `sid` may read `topic` under its listener's ACL.
+    fn may_read(&self, sid: SessionId, topic: &str) -> bool {
+        let s = &self.sessions[sid];
+        match &self.cfg.listeners[s.listener].acl {
+            None => true,
+            Some(acl) => {
+                let mount = self.cfg.listeners[s.listener].mount_point.as_deref();
+                acl.check(
+                    s.username.as_deref(),
+                    &s.client_id,
+                    unmounted(mount, topic),
+                    Access::Read,
+                )
+            }
         }
     }
 
@@ -737,21 +956,34 @@ impl Broker {
         self.subs
             .matches(&msg.topic, &mut matches, &mut self.scratch_stack);
         for &(sid, granted) in &matches {
-            // Outbound QoS is the lower of published and granted; the RETAIN flag is cleared
-            // on messages forwarded to existing subscriptions [MQTT-3.3.1-9].
-            self.deliver(sid, &msg, msg.qos.min(granted), false);
+            if !self.may_read(sid, &msg.topic) {
+                continue;
+            }
+            // Outbound QoS is the lower of published and granted (unless
+            // upgrade_outgoing_qos); the RETAIN flag is cleared on messages forwarded to
+            // existing subscriptions [MQTT-3.3.1-9].
+            let qos = if self.cfg.upgrade_outgoing_qos {
+                granted
+            } else {
+                msg.qos.min(granted)
+            };
+            self.deliver(sid, &msg, qos, false);
         }
         self.scratch_matches = matches;
     }
 
     fn deliver(&mut self, sid: SessionId, msg: &Msg, qos: QoS, retain: bool) {
         let max_queued = self.cfg.max_queued_messages;
+        let max_bytes = self.cfg.max_queued_bytes;
         let s = &mut self.sessions[sid];
-        if s.conn.is_none() && qos == QoS::AtMostOnce {
+        if s.conn.is_none() && qos == QoS::AtMostOnce && !self.cfg.queue_qos0_messages {
             // QoS 0 messages are not queued for clients that are away.
             return;
         }
-        if max_queued > 0 && s.queue.len() >= max_queued {
+        let len = msg.payload.len();
+        if (max_queued > 0 && s.queue.len() >= max_queued)
+            || (max_bytes > 0 && !s.queue.is_empty() && s.queued_bytes + len > max_bytes)
+        {
             self.stats.msgs_dropped += 1;
             if !s.dropping {
                 s.dropping = true;
@@ -762,6 +994,7 @@ impl Broker {
             }
             return;
         }
+        s.queued_bytes += len;
         s.queue.push_back(Queued {
             msg: msg.clone(),
             qos,
@@ -779,6 +1012,7 @@ impl Broker {
             0 => u16::MAX as usize,
             n => n.min(u16::MAX as usize),
         };
+        let max_inflight_bytes = self.cfg.max_inflight_bytes;
         let s = &mut self.sessions[sid];
         let Some(id) = s.conn else {
             return;
@@ -789,6 +1023,7 @@ impl Broker {
         if conn.state != State::Connected {
             return;
         }
+        let mount = self.cfg.listeners[conn.listener].mount_point.as_deref();
         let mut sent = 0;
         while let Some(front) = s.queue.front() {
             if conn.out.len() - conn.out_pos >= OUT_HIGH_WATER {
@@ -796,22 +1031,29 @@ impl Broker {
             }
             let pid = if front.qos == QoS::AtMostOnce {
                 None
-            } else if s.inflight.len() >= max_inflight {
+            } else if s.inflight.len() >= max_inflight
+                || (max_inflight_bytes > 0
+                    && !s.inflight.is_empty()
+                    && s.inflight_bytes + front.msg.payload.len() > max_inflight_bytes)
+            {
                 break;
             } else {
                 Some(s.next_pid())
             };
             let Some(q) = s.queue.pop_front() else { break };
+            let len = q.msg.payload.len();
+            s.queued_bytes -= len;
             mqtt::encode_publish(
                 &mut conn.out,
                 false,
                 q.qos,
                 q.retain,
-                &q.msg.topic,
+                unmounted(mount, &q.msg.topic),
                 pid,
                 &q.msg.payload,
             );
             if let Some(pid) = pid {
+                s.inflight_bytes += len;
                 s.inflight.push_back(Inflight {
                     pid,
                     state: if q.qos == QoS::AtLeastOnce {
@@ -847,30 +1089,72 @@ impl Broker {
     }
 
     fn on_subscribe(&mut self, id: ConnId, sid: SessionId, pid: u16, filters: &[(&str, QoS)]) {
+        let s = &self.sessions[sid];
+        debug!("Received SUBSCRIBE from {}", s.client_id);
+        let policy = &self.cfg.listeners[s.listener];
+        let mount = policy.mount_point.clone();
         let mut codes = Vec::with_capacity(filters.len());
-        for &(f, qos) in filters {
-            debug!("{} {qos:?} {f}", self.sessions[sid].client_id);
+        let mut granted = Vec::with_capacity(filters.len());
+        for &(f, requested) in filters {
+            let s = &self.sessions[sid];
+            let policy = &self.cfg.listeners[s.listener];
+            let qos = requested.min(policy.max_qos);
+            debug!("\t{f} (QoS {})", requested.as_u8());
+            let allowed = policy.acl.as_ref().is_none_or(|acl| {
+                acl.check(s.username.as_deref(), &s.client_id, f, Access::Subscribe)
+            });
+            if !allowed {
+                info!("Denied SUBSCRIBE from {} to '{f}'.", s.client_id);
+                codes.push(mqtt::SUBACK_FAILURE);
+                continue;
+            }
+            debug!("{} {} {f}", s.client_id, qos.as_u8());
+            let full = mounted(mount.as_deref(), f);
             // [MQTT-3.8.4-3]: the same filter replaces the existing subscription.
-            self.subs.insert(f, sid, qos);
+            self.subs.insert(&full, sid, qos);
             let s = &mut self.sessions[sid];
-            match s.subs.iter_mut().find(|(g, _)| **g == *f) {
+            match s.subs.iter_mut().find(|(g, _)| **g == *full) {
                 Some(e) => e.1 = qos,
-                None => s.subs.push((f.into(), qos)),
+                None => s.subs.push((full.as_ref().into(), qos)),
             }
             codes.push(qos.as_u8());
+            granted.push((full.into_owned(), qos));
         }
+        debug!("Sending SUBACK to {}", self.sessions[sid].client_id);
         if let Some(out) = self.out(id) {
             mqtt::encode_suback(out, pid, &codes);
         }
         // [MQTT-3.3.1-6]: retained messages matching each filter, with RETAIN set
         // [MQTT-3.3.1-8].
         let mut msgs = Vec::new();
-        for &(f, qos) in filters {
+        for (f, qos) in &granted {
             msgs.clear();
             self.retained.matching(f, &mut msgs);
             for m in &msgs {
-                self.deliver(sid, m, m.qos.min(qos), true);
+                if self.may_read(sid, &m.topic) && self.source_may_write(m) {
+                    self.deliver(sid, m, m.qos.min(*qos), true);
+                }
             }
+        }
+    }
+
+    /// `check_retain_source`: whether the publisher of retained message `m` may still write
+    /// its topic.
+    fn source_may_write(&self, m: &Message) -> bool {
+        if !self.cfg.check_retain_source {
+            return true;
+        }
+        let Some(o) = &m.origin else {
+            return true;
+        };
+        match self
+            .cfg
+            .listeners
+            .get(o.listener)
+            .and_then(|l| l.acl.as_ref())
+        {
+            None => true,
+            Some(acl) => acl.check(o.username.as_deref(), &o.client_id, &m.topic, Access::Write),
         }
     }
 
@@ -880,6 +1164,19 @@ impl Broker {
             self.subs.remove(f, sid);
         }
         self.by_id.remove(&s.client_id);
+    }
+
+    fn will_allowed(&self, listener: usize, user: Option<&str>, client: &str, topic: &str) -> bool {
+        if topic.starts_with("$SYS") {
+            return false;
+        }
+        match &self.cfg.listeners[listener].acl {
+            None => true,
+            Some(acl) => {
+                let mount = self.cfg.listeners[listener].mount_point.as_deref();
+                acl.check(user, client, unmounted(mount, topic), Access::Write)
+            }
+        }
     }
 
     /// Ends connection `id`: logs why, detaches (or ends) its session and publishes its will
@@ -894,6 +1191,8 @@ impl Broker {
         conn.state = State::Closed;
         let will = conn.will.take();
         let session = conn.session.take();
+        let listener = conn.listener;
+        let username = session.and_then(|sid| self.sessions[sid].username.clone());
         match why {
             Close::Disconnect => info!("Client {name} disconnected."),
             Close::Eof => info!("Client {name} closed its connection."),
@@ -908,14 +1207,37 @@ impl Broker {
             if s.clean {
                 self.destroy_session(sid);
             } else {
-                s.queue.retain(|q| q.qos != QoS::AtMostOnce);
+                if !self.cfg.queue_qos0_messages {
+                    s.queue.retain(|q| q.qos != QoS::AtMostOnce);
+                    s.queued_bytes = s.queue.iter().map(|q| q.msg.payload.len()).sum();
+                }
             }
         }
         if was_connected && why != Close::Disconnect {
             if let Some(w) = will {
-                debug!("Sending will of {name} to '{}'.", w.topic);
-                self.publish(w);
+                if self.will_allowed(listener, username.as_deref(), &name, &w.topic) {
+                    debug!("Sending will of {name} to '{}'.", w.topic);
+                    self.publish(w);
+                } else {
+                    info!("Denied will of {name} to '{}'.", w.topic);
+                }
             }
         }
+    }
+}
+
+/// `topic` under a listener's mount point.
+fn mounted<'a>(mount: Option<&str>, topic: &'a str) -> std::borrow::Cow<'a, str> {
+    match mount {
+        Some(m) => format!("{m}{topic}").into(),
+        None => topic.into(),
+    }
+}
+
+/// `topic` as a client of a listener with this mount point sees it.
+fn unmounted<'a>(mount: Option<&str>, topic: &'a str) -> &'a str {
+    match mount {
+        Some(m) => topic.strip_prefix(m).unwrap_or(topic),
+        None => topic,
     }
 }

@@ -116,6 +116,7 @@ mod tests {
             payload: p.as_bytes().into(),
             qos: QoS::AtMostOnce,
             retain: true,
+            origin: None,
         })
     }
 

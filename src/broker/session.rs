@@ -43,6 +43,13 @@ pub struct Session {
     pub last_pid: u16,
     /// Set while messages are being dropped, so that the log says so once per episode.
     pub dropping: bool,
+    /// Payload bytes in `queue` and in `inflight`.
+    pub queued_bytes: usize,
+    pub inflight_bytes: usize,
+    /// The user name of its last connection, for ACL checks.
+    pub username: Option<Box<str>>,
+    /// The listener of its last connection.
+    pub listener: usize,
 }
 
 impl Session {
@@ -57,6 +64,10 @@ impl Session {
             incoming: Vec::new(),
             last_pid: 0,
             dropping: false,
+            queued_bytes: 0,
+            inflight_bytes: 0,
+            username: None,
+            listener: 0,
         }
     }
 
@@ -86,7 +97,9 @@ impl Session {
             .position(|f| f.pid == pid && f.state == ack)
         {
             Some(i) => {
-                self.inflight.remove(i);
+                if let Some(f) = self.inflight.remove(i) {
+                    self.inflight_bytes -= f.msg.payload.len();
+                }
                 true
             }
             None => false,

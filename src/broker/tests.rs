@@ -1,6 +1,7 @@
 //! The core without sockets: a fake clock, packets in, exact bytes out.
 
 use super::*;
+use crate::auth::acl::Acl;
 use crate::mqtt::{Connect, Publish, Will};
 
 struct H {
@@ -57,7 +58,7 @@ impl H {
         }
     }
     fn open(&mut self, id: ConnId) {
-        self.b.open(id, "127.0.0.1:50000", 1883, self.now);
+        self.b.open(id, "127.0.0.1:50000", 0, self.now);
     }
     fn send(&mut self, id: ConnId, p: Packet<'_>) {
         let bytes = enc(&[p]);
@@ -172,18 +173,15 @@ fn empty_client_id_assigned_with_clean_session_refused_without() {
 #[test]
 fn assigned_ids_are_distinct_and_prefixed() {
     let mut h = H::new();
-    let a = h.b.assign_id();
-    let b = h.b.assign_id();
+    let a = h.b.assign_id(0);
+    let b = h.b.assign_id(0);
     assert_ne!(a, b);
     assert!(a.starts_with("auto-") && a.len() == 5 + 36, "{a}");
 }
 
 #[test]
 fn anonymous_refused_when_not_allowed() {
-    let mut h = H::with(Config {
-        allow_anonymous: false,
-        ..Config::default()
-    });
+    let mut h = with_policy(|p| p.allow_anonymous = false, |_| {});
     assert_eq!(
         h.client(1, connect("a", true, 0)),
         enc(&[connack(false, connack::NOT_AUTHORIZED)])
@@ -721,7 +719,11 @@ fn random_packet_sequences_keep_the_core_sound() {
             let pid = (next(5) + 1) as u16;
             let bytes = match next(14) {
                 0 | 1 => enc(&[Packet::Connect(Connect {
-                    version: if next(4) == 0 { Version::V31 } else { Version::V311 },
+                    version: if next(4) == 0 {
+                        Version::V31
+                    } else {
+                        Version::V311
+                    },
                     clean_session: next(2) == 0,
                     keep_alive: next(3) as u16,
                     client_id: ids[next(4) as usize],
@@ -734,7 +736,7 @@ fn random_packet_sequences_keep_the_core_sound() {
                     username: None,
                     password: None,
                 })]),
-                2 | 3 | 4 => {
+                2..=4 => {
                     let mut b = enc(&[Packet::Publish(Publish {
                         dup: false,
                         qos,
@@ -794,9 +796,348 @@ fn random_packet_sequences_keep_the_core_sound() {
             }
             for c in ids {
                 if let Some((queued, inflight)) = h.b.session_queue(c) {
-                    assert!(queued <= 10 && inflight <= 3, "round {round}: {queued} {inflight}");
+                    assert!(
+                        queued <= 10 && inflight <= 3,
+                        "round {round}: {queued} {inflight}"
+                    );
                 }
             }
         }
     }
+}
+
+fn with_policy(f: impl FnOnce(&mut ListenerPolicy), g: impl FnOnce(&mut Config)) -> H {
+    let mut cfg = Config::default();
+    f(&mut cfg.listeners[0]);
+    g(&mut cfg);
+    H::with(cfg)
+}
+
+fn acl(text: &str) -> Option<Rc<Acl>> {
+    Some(Rc::new(Acl::parse(text).unwrap()))
+}
+
+fn login<'a>(id: &'a str, user: Option<&'a str>) -> Connect<'a> {
+    let mut c = connect(id, true, 0);
+    c.username = user;
+    c
+}
+
+#[test]
+fn clientid_prefixes_admit_only_matching_ids() {
+    let mut h = with_policy(|_| {}, |c| c.clientid_prefixes = Some("C1-".into()));
+    assert_eq!(
+        h.client(1, connect("C1-python1", true, 0)),
+        enc(&[connack(false, 0)])
+    );
+    assert_eq!(
+        h.client(2, connect("python2", true, 0)),
+        enc(&[connack(false, connack::IDENTIFIER_REJECTED)])
+    );
+    assert!(h.b.is_closed(2));
+}
+
+#[test]
+fn zero_length_ids_can_be_refused_and_prefixed() {
+    let mut h = with_policy(|p| p.allow_zero_length_clientid = false, |_| {});
+    assert_eq!(
+        h.client(1, connect("", true, 0)),
+        enc(&[connack(false, connack::IDENTIFIER_REJECTED)])
+    );
+    let mut h = with_policy(|p| p.auto_id_prefix = "dev-".into(), |_| {});
+    h.client(1, connect("", true, 0));
+    assert!(h.b.by_id.keys().all(|k| k.starts_with("dev-")));
+}
+
+#[test]
+fn username_as_client_id() {
+    let mut h = with_policy(|p| p.use_username_as_clientid = true, |_| {});
+    h.client(1, login("ignored", Some("alice")));
+    assert!(h.b.session_queue("alice").is_some());
+    assert!(h.b.session_queue("ignored").is_none());
+    assert_eq!(
+        h.client(2, connect("x", true, 0)),
+        enc(&[connack(false, connack::NOT_AUTHORIZED)])
+    );
+}
+
+#[test]
+fn named_clients_without_a_password_file_follow_allow_anonymous() {
+    // mosquitto 2.0: no password file and allow_anonymous false refuses everyone.
+    let mut h = with_policy(|p| p.allow_anonymous = false, |_| {});
+    assert_eq!(
+        h.client(1, login("a", Some("bob"))),
+        enc(&[connack(false, connack::NOT_AUTHORIZED)])
+    );
+    let mut h = H::new();
+    assert_eq!(
+        h.client(1, login("a", Some("bob"))),
+        enc(&[connack(false, 0)])
+    );
+}
+
+#[test]
+fn acl_filters_publish_subscribe_and_delivery() {
+    let rules =
+        "topic read public/#\nuser bob\ntopic home/#\ntopic deny home/secret\ntopic read other/#\n";
+    let mut h = with_policy(|p| p.acl = acl(rules), |_| {});
+    h.client(1, login("bob1", Some("bob")));
+    h.send(
+        1,
+        Packet::Subscribe {
+            pid: 1,
+            filters: vec![
+                ("home/#", QoS::AtMostOnce),
+                ("#", QoS::AtMostOnce),
+                ("other/+", QoS::AtMostOnce),
+            ],
+        },
+    );
+    // A filter the rules do not cover is refused with 0x80.
+    assert_eq!(
+        h.take(1),
+        enc(&[Packet::Suback {
+            pid: 1,
+            codes: vec![0, 0x80, 0]
+        }])
+    );
+    // Delivery is checked per message: home/secret is denied by a deny rule.
+    h.client(2, login("bob2", Some("bob")));
+    h.send(2, publish("home/a", b"1", QoS::AtMostOnce, None));
+    h.send(2, publish("home/secret", b"2", QoS::AtMostOnce, None));
+    assert_eq!(
+        h.take(1),
+        enc(&[publish("home/a", b"1", QoS::AtMostOnce, None)])
+    );
+    // Writing where only read is granted: dropped, yet acknowledged.
+    h.send(2, publish("other/x", b"3", QoS::AtLeastOnce, Some(4)));
+    assert_eq!(h.take(2), enc(&[Packet::Puback(4)]));
+    assert!(h.take(1).is_empty());
+    // Anonymous clients get the rules before the first user line.
+    h.client(3, connect("anon", true, 0));
+    h.send(3, publish("home/a", b"x", QoS::AtMostOnce, None));
+    assert!(h.take(1).is_empty());
+}
+
+#[test]
+fn acl_applies_to_retained_messages_and_their_source() {
+    let rules = "user w\ntopic write r/#\nuser r\ntopic read r/#\n";
+    let mut h = with_policy(|p| p.acl = acl(rules), |_| {});
+    h.client(1, login("writer", Some("w")));
+    let retained = Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        topic: "r/1",
+        pid: None,
+        payload: b"kept",
+    });
+    h.send(1, retained);
+    h.client(2, login("reader", Some("r")));
+    h.send(
+        2,
+        Packet::Subscribe {
+            pid: 1,
+            filters: vec![("r/#", QoS::AtMostOnce)],
+        },
+    );
+    let mut want = enc(&[Packet::Suback {
+        pid: 1,
+        codes: vec![0],
+    }]);
+    want.extend(enc(&[Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        topic: "r/1",
+        pid: None,
+        payload: b"kept",
+    })]));
+    assert_eq!(h.take(2), want);
+    // The writer loses its right: check_retain_source withholds the message.
+    h.b.cfg.listeners[0].acl = acl("user r\ntopic read r/#\n");
+    h.send(
+        2,
+        Packet::Subscribe {
+            pid: 2,
+            filters: vec![("r/#", QoS::AtMostOnce)],
+        },
+    );
+    assert_eq!(
+        h.take(2),
+        enc(&[Packet::Suback {
+            pid: 2,
+            codes: vec![0]
+        }])
+    );
+    // The writer itself (user w) may not read.
+    h.send(
+        1,
+        Packet::Subscribe {
+            pid: 3,
+            filters: vec![("r/#", QoS::AtMostOnce)],
+        },
+    );
+    assert_eq!(
+        h.take(1),
+        enc(&[Packet::Suback {
+            pid: 3,
+            codes: vec![0x80]
+        }])
+    );
+}
+
+#[test]
+fn sys_topics_are_read_only_to_clients() {
+    let mut h = H::new();
+    h.subscriber(1, "sub", "$SYS/#", QoS::AtMostOnce);
+    h.client(2, connect("pub", true, 0));
+    h.send(
+        2,
+        publish(
+            "$SYS/broker/uptime",
+            b"0 seconds",
+            QoS::AtLeastOnce,
+            Some(1),
+        ),
+    );
+    assert_eq!(h.take(2), enc(&[Packet::Puback(1)]));
+    assert!(h.take(1).is_empty());
+}
+
+#[test]
+fn mount_point_prefixes_topics_and_hides_the_prefix() {
+    let mut cfg = Config::default();
+    cfg.listeners.push(ListenerPolicy {
+        mount_point: Some("site1/".into()),
+        ..ListenerPolicy::default()
+    });
+    let mut h = H::with(cfg);
+    // Client 1 on the plain listener sees everything under its real name.
+    h.subscriber(1, "admin", "#", QoS::AtMostOnce);
+    // Client 2 on the mounted listener.
+    h.b.open(2, "127.0.0.1:1", 1, h.now);
+    h.send(2, Packet::Connect(connect("site", true, 0)));
+    h.take(2);
+    h.send(
+        2,
+        Packet::Subscribe {
+            pid: 1,
+            filters: vec![("t", QoS::AtMostOnce)],
+        },
+    );
+    h.take(2);
+    h.send(2, publish("t", b"x", QoS::AtMostOnce, None));
+    assert_eq!(
+        h.take(1),
+        enc(&[publish("site1/t", b"x", QoS::AtMostOnce, None)])
+    );
+    assert_eq!(h.take(2), enc(&[publish("t", b"x", QoS::AtMostOnce, None)]));
+}
+
+#[test]
+fn max_qos_caps_grants_and_refuses_higher_publishes() {
+    let mut h = with_policy(|p| p.max_qos = QoS::AtLeastOnce, |_| {});
+    h.client(1, connect("s", true, 0));
+    h.send(
+        1,
+        Packet::Subscribe {
+            pid: 1,
+            filters: vec![("t", QoS::ExactlyOnce)],
+        },
+    );
+    assert_eq!(
+        h.take(1),
+        enc(&[Packet::Suback {
+            pid: 1,
+            codes: vec![1]
+        }])
+    );
+    h.send(1, publish("t", b"x", QoS::ExactlyOnce, Some(1)));
+    assert!(h.b.is_closed(1));
+}
+
+#[test]
+fn max_connections_refuses_the_extra_connection() {
+    let mut h = with_policy(|p| p.max_connections = Some(1), |_| {});
+    h.client(1, connect("a", true, 0));
+    h.open(2);
+    assert!(h.b.is_closed(2));
+    h.b.release(2);
+    h.b.lost(1, false, h.now);
+    h.b.release(1);
+    h.open(3);
+    assert!(!h.b.is_closed(3));
+}
+
+#[test]
+fn retain_unavailable_closes_on_retained_publish() {
+    let mut h = with_policy(|_| {}, |c| c.retain_available = false);
+    h.client(1, connect("a", true, 0));
+    h.b.received(
+        1,
+        &enc(&[Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: "t",
+            pid: None,
+            payload: b"x",
+        })]),
+        h.now,
+    );
+    assert!(h.b.is_closed(1));
+    assert!(h.b.retained().is_empty());
+}
+
+#[test]
+fn queued_bytes_and_inflight_bytes_limits() {
+    let mut h = with_policy(
+        |_| {},
+        |c| {
+            c.max_inflight_bytes = 10;
+            c.max_queued_bytes = 25;
+        },
+    );
+    h.subscriber(1, "slow", "t", QoS::AtLeastOnce);
+    h.client(2, connect("pub", true, 0));
+    for i in 1..=6u16 {
+        h.send(2, publish("t", b"0123456789", QoS::AtLeastOnce, Some(i)));
+    }
+    // One 10-byte message in flight fills the window; two more queue (20 <= 25); the rest drop.
+    assert_eq!(h.b.session_queue("slow"), Some((2, 1)));
+    assert_eq!(h.b.stats.msgs_dropped, 3);
+}
+
+#[test]
+fn qos0_queued_for_away_clients_when_configured() {
+    let mut h = with_policy(|_| {}, |c| c.queue_qos0_messages = true);
+    h.client(1, connect("sub", false, 0));
+    h.send(
+        1,
+        Packet::Subscribe {
+            pid: 1,
+            filters: vec![("t", QoS::AtMostOnce)],
+        },
+    );
+    h.send(1, Packet::Disconnect);
+    h.b.release(1);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("t", b"q0", QoS::AtMostOnce, None));
+    assert_eq!(
+        h.client(1, connect("sub", false, 0)),
+        enc(&[connack(true, 0), publish("t", b"q0", QoS::AtMostOnce, None)])
+    );
+}
+
+#[test]
+fn upgrade_outgoing_qos_delivers_at_granted_qos() {
+    let mut h = with_policy(|_| {}, |c| c.upgrade_outgoing_qos = true);
+    h.subscriber(1, "sub", "t", QoS::AtLeastOnce);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("t", b"x", QoS::AtMostOnce, None));
+    assert_eq!(
+        h.take(1),
+        enc(&[publish("t", b"x", QoS::AtLeastOnce, Some(1))])
+    );
 }

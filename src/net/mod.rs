@@ -17,11 +17,20 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::broker::{Broker, ConnId, Millis};
-use crate::config::Listener;
+mod signals;
+
+pub use signals::{Signal, Signals};
+
+use crate::broker::{Broker, ConnId, ListenerPolicy, Millis};
+use crate::config::{Domain, Listener};
 
 /// Tokens below this belong to listeners; a connection's token is its slab key plus this.
 const CONN_BASE: usize = 1 << 16;
+/// The signal wake-up socket's token.
+const SIGNAL_TOKEN: usize = CONN_BASE - 1;
+
+/// Re-reads the security files on SIGHUP: new listener policies, or why not.
+pub type Reload = Box<dyn FnMut() -> Result<Vec<ListenerPolicy>, String>>;
 /// Reads per readable event before the connection yields to others.
 const READS_PER_TURN: usize = 16;
 const READ_CHUNK: usize = 64 * 1024;
@@ -39,40 +48,59 @@ struct Sock {
 pub struct Bound {
     listener: TcpListener,
     pub addr: SocketAddr,
-    /// The port as configured (0 when the system chose it).
-    pub port: u16,
+    /// Index of the listener configuration it belongs to (the broker's listener policy).
+    pub index: usize,
 }
 
-/// Binds the configured listeners, or mosquitto's local-only pair when there are none.
+/// Binds the configured listeners (index i of `listeners` becomes policy i), or mosquitto's
+/// local-only pair (policy 0) when there are none.
 pub fn bind(listeners: &[Listener], local_only_port: u16) -> io::Result<Vec<Bound>> {
     let mut out = Vec::new();
-    let specs: Vec<(Vec<SocketAddr>, u16)> = if listeners.is_empty() {
+    let specs: Vec<(Vec<SocketAddr>, bool)> = if listeners.is_empty() {
         let p = local_only_port;
         vec![
-            (vec![SocketAddr::from(([127, 0, 0, 1], p))], p),
-            (vec![SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], p))], p),
+            (vec![SocketAddr::from(([127, 0, 0, 1], p))], false),
+            (
+                vec![SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], p))],
+                true,
+            ),
         ]
     } else {
         let mut v = Vec::new();
         for l in listeners {
-            let addrs = match &l.bind {
+            if let Some(i) = &l.bind_interface {
+                return Err(io::Error::other(format!(
+                    "bind_interface {i}: binding to an interface is not supported yet; use 'listener {} ADDRESS'",
+                    l.port
+                )));
+            }
+            let v4 = SocketAddr::from(([0u8; 4], l.port));
+            let v6 = SocketAddr::from(([0u16; 8], l.port));
+            let addrs: Vec<SocketAddr> = match &l.bind {
                 // [::] accepts IPv4 too (as IPv4-mapped addresses); 0.0.0.0 if IPv6 is off.
-                None => vec![
-                    SocketAddr::from(([0u16; 8], l.port)),
-                    SocketAddr::from(([0u8; 4], l.port)),
-                ],
+                None => match l.socket_domain {
+                    None => vec![v6, v4],
+                    Some(Domain::Ipv4) => vec![v4],
+                    Some(Domain::Ipv6) => vec![v6],
+                },
                 Some(host) => (host.as_str(), l.port)
                     .to_socket_addrs()
                     .map_err(|e| {
                         io::Error::new(e.kind(), format!("listener address '{host}': {e}"))
                     })?
+                    .filter(|a| match l.socket_domain {
+                        None => true,
+                        Some(Domain::Ipv4) => a.is_ipv4(),
+                        Some(Domain::Ipv6) => a.is_ipv6(),
+                    })
                     .collect(),
             };
-            v.push((addrs, l.port));
+            v.push((addrs, false));
         }
         v
     };
-    for (addrs, port) in specs {
+    for (index, (addrs, optional)) in specs.into_iter().enumerate() {
+        let index = if listeners.is_empty() { 0 } else { index };
         let wildcard = addrs.len() == 2 && addrs.iter().all(|a| a.ip().is_unspecified());
         let mut last_err = None;
         let mut bound_any = false;
@@ -88,7 +116,7 @@ pub fn bind(listeners: &[Listener], local_only_port: u16) -> io::Result<Vec<Boun
                     out.push(Bound {
                         listener,
                         addr: local,
-                        port,
+                        index,
                     });
                     bound_any = true;
                     if wildcard {
@@ -97,8 +125,11 @@ pub fn bind(listeners: &[Listener], local_only_port: u16) -> io::Result<Vec<Boun
                     }
                 }
                 Err(e) => {
-                    if addr.is_ipv6() && (addr.ip().is_loopback() || wildcard) {
-                        warn!("Could not open ipv6 listen socket on port {port}: {e}.");
+                    if optional || (wildcard && addr.is_ipv6()) {
+                        warn!(
+                            "Could not open ipv6 listen socket on port {}: {e}.",
+                            addr.port()
+                        );
                     }
                     last_err = Some(io::Error::new(
                         e.kind(),
@@ -108,8 +139,7 @@ pub fn bind(listeners: &[Listener], local_only_port: u16) -> io::Result<Vec<Boun
             }
         }
         // In local only mode a machine without IPv6 still gets its 127.0.0.1 listener.
-        let tolerated = listeners.is_empty() && !out.is_empty();
-        if !bound_any && !tolerated {
+        if !bound_any && !optional {
             return Err(last_err.unwrap_or_else(|| io::Error::other("no address to bind")));
         }
     }
@@ -147,10 +177,14 @@ pub struct Server {
     dirty: Vec<ConnId>,
     /// After running out of file descriptors, when to try accepting again.
     accept_retry: Option<Millis>,
+    nodelay: bool,
+    signals: Option<Signals>,
+    reload: Option<Reload>,
 }
 
 impl Server {
-    pub fn new(broker: Broker, mut listeners: Vec<Bound>) -> io::Result<Server> {
+    /// `nodelay`: set TCP_NODELAY on client sockets (`set_tcp_nodelay`).
+    pub fn new(broker: Broker, mut listeners: Vec<Bound>, nodelay: bool) -> io::Result<Server> {
         let poll = Poll::new()?;
         for (i, b) in listeners.iter_mut().enumerate() {
             poll.registry()
@@ -167,7 +201,51 @@ impl Server {
             to_release: Vec::new(),
             dirty: Vec::new(),
             accept_retry: None,
+            nodelay,
+            signals: None,
+            reload: None,
         })
+    }
+
+    /// Handles SIGHUP (calling `reload`), SIGTERM and SIGINT (run returns) from now on.
+    pub fn handle_signals(&mut self, mut signals: Signals, reload: Reload) -> io::Result<()> {
+        self.poll.registry().register(
+            &mut signals.wake,
+            Token(SIGNAL_TOKEN),
+            Interest::READABLE,
+        )?;
+        self.signals = Some(signals);
+        self.reload = Some(reload);
+        Ok(())
+    }
+
+    /// The broker, for inspection after the loop ends.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Handles pending signals; true when the loop must stop.
+    fn on_signals(&mut self) -> bool {
+        let Some(signals) = self.signals.as_mut() else {
+            return false;
+        };
+        let mut stop = false;
+        for sig in signals.take() {
+            match sig {
+                Signal::Reload => {
+                    info!("Reloading config.");
+                    if let Some(reload) = self.reload.as_mut() {
+                        match reload() {
+                            Ok(p) => self.broker.set_policies(p),
+                            Err(e) => error!("Error: reload failed, keeping the old rules: {e}"),
+                        }
+                    }
+                }
+                Signal::Stop => stop = true,
+                Signal::Save => {}
+            }
+        }
+        stop
     }
 
     fn now(&self) -> Millis {
@@ -197,6 +275,13 @@ impl Server {
             }
             for event in events.iter() {
                 let t = event.token().0;
+                if t == SIGNAL_TOKEN {
+                    if self.on_signals() {
+                        info!("midge terminating");
+                        return Ok(());
+                    }
+                    continue;
+                }
                 if t < CONN_BASE {
                     self.accept(t);
                     continue;
@@ -240,7 +325,7 @@ impl Server {
         let Some(b) = self.listeners.get(listener) else {
             return;
         };
-        let port = b.port.max(b.addr.port());
+        let index = b.index;
         loop {
             match b.listener.accept() {
                 Ok((mut stream, addr)) => {
@@ -257,7 +342,9 @@ impl Server {
                         error!("Unable to register new connection: {e}.");
                         continue;
                     }
-                    let _ = stream.set_nodelay(true);
+                    if self.nodelay {
+                        let _ = stream.set_nodelay(true);
+                    }
                     self.socks.insert(Sock {
                         stream,
                         rbuf: Vec::new(),
@@ -265,7 +352,7 @@ impl Server {
                         closing: false,
                     });
                     let now = self.start.elapsed().as_millis() as Millis;
-                    self.broker.open(key, &peer_string(addr), port, now);
+                    self.broker.open(key, &peer_string(addr), index, now);
                     // Data may have arrived with the connection; edge-triggered readiness
                     // will not report it again.
                     self.ready.push(key);
