@@ -12,5 +12,6 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod logging;
 pub mod mqtt;
 pub mod net;

@@ -145,6 +145,9 @@ fn main() -> ExitCode {
     bcfg.listeners = listener_policies;
     bcfg.clientid_prefixes = cfg.clientid_prefixes.clone();
     bcfg.connection_messages = cfg.connection_messages;
+    bcfg.persistent_client_expiration = cfg
+        .persistent_client_expiration
+        .map(|s| s.min(u32::MAX as u64 - 1) as u32);
     bcfg.id_seed = {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -275,6 +278,7 @@ fn policies(cfg: &Config, local_port: u16) -> Result<Vec<ListenerPolicy>, String
             auto_id_prefix: sec.auto_id_prefix.clone().unwrap_or_else(|| "auto-".into()),
             use_username_as_clientid: l.use_username_as_clientid,
             max_qos: l.max_qos,
+            max_topic_alias: l.max_topic_alias,
             mount_point: l.mount_point.clone(),
             max_connections: usize::try_from(l.max_connections).ok(),
             passwords,

@@ -438,7 +438,7 @@ fn convert(
                     let valid = std::str::from_utf8(password)
                         .ok()
                         .and_then(|p| p.split(':').next())
-                        .is_some_and(|p| PasswordHash::parse(p).is_ok());
+                        .is_some_and(|p| PasswordHash::parse(p.trim_matches(is_blank)).is_ok());
                     if !valid {
                         warnings.push(format!(
                             "Warning: line {}: the password of user {:?} begins with '$', so it \
@@ -677,7 +677,11 @@ fn prompt(text: &str, terminal: bool) -> Result<Vec<u8>, Fail> {
     } else {
         read_plain_line(&mut lock).map(Input::Line)
     };
-    let _ = writeln!(out);
+    // mosquitto_passwd ends the prompt's line after a non-empty answer only; on a terminal the
+    // Enter key was not echoed, so the line is always ended there.
+    if terminal || matches!(&read, Ok(Input::Line(l)) if !l.is_empty()) {
+        let _ = writeln!(out);
+    }
     let _ = out.flush();
     match read {
         Ok(Input::Line(l)) if l.len() > MAX_LEN => Err(fail(
@@ -1061,6 +1065,8 @@ mod tests {
         assert_eq!(delete_user(text, "bo"), None);
     }
 
+    const ALICE: &str = "alice:$7$101$AAECAwQFBgcICQoL$l8zqSPOVOsX6BzXddvHVSUz51tfFGYiwZgYMerEYSK2kmFD86m93us2E5cM8HAComZhsUAqG/9HmFNzmBd+GRQ==";
+
     fn fake(p: &[u8]) -> Result<String, Fail> {
         Ok(format!("$H({})", String::from_utf8_lossy(p)))
     }
@@ -1078,6 +1084,10 @@ mod tests {
 
     #[test]
     fn convert_keeps_dollar_lines_and_warns_about_bad_ones() {
+        let valid = format!("b:{} :x\n", &ALICE["alice:".len()..]);
+        let (out, warnings) = convert(valid.as_bytes(), fake).unwrap();
+        assert_eq!(out, valid.as_bytes());
+        assert_eq!(warnings, Vec::<String>::new());
         let (out, warnings) = convert(b"a:$ecret\n", fake).unwrap();
         assert_eq!(out, b"a:$ecret\n".to_vec());
         assert_eq!(

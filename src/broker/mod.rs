@@ -30,10 +30,11 @@ use slab::Slab;
 
 use crate::auth::acl::{Access, Acl};
 use crate::auth::password::PasswordFile;
-use crate::mqtt::{self, connack, Packet, QoS, Status, Version};
+use crate::mqtt::props::Properties;
+use crate::mqtt::{self, connack, Packet, QoS, Status, SubOptions, Version};
 pub use retain::Retained;
-use session::{Ack, Inflight, Queued, Session};
-pub use subs::Subscriptions;
+use session::{Ack, Inflight, Queued, Session, NEVER};
+pub use subs::{SubEntry, Subscriptions};
 
 /// Index of a connection, chosen by the network layer (its slab key).
 pub type ConnId = usize;
@@ -54,6 +55,26 @@ pub struct Message {
     /// Who published it, kept for retained messages while an ACL is in force so that
     /// `check_retain_source` can ask whether they may still write the topic.
     pub origin: Option<Box<Origin>>,
+    /// MQTT 5 properties forwarded unchanged (payload format, content type, response topic,
+    /// correlation data, user properties), encoded once.
+    pub props: Box<[u8]>,
+    /// When it expires (MQTT 5 Message Expiry Interval), on the broker's clock.
+    pub expiry: Option<Millis>,
+}
+
+impl Message {
+    /// A message with no MQTT 5 properties.
+    pub fn new(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: payload.into(),
+            qos,
+            retain,
+            origin: None,
+            props: Box::default(),
+            expiry: None,
+        }
+    }
 }
 
 /// The publisher of a retained message.
@@ -86,6 +107,8 @@ pub struct ListenerPolicy {
     pub use_username_as_clientid: bool,
     /// Highest QoS granted to subscriptions and accepted on PUBLISH.
     pub max_qos: QoS,
+    /// Topic aliases an MQTT 5 client may set up (0: none).
+    pub max_topic_alias: u16,
     /// Prefixed to every topic of this listener's clients, and stripped on the way out.
     pub mount_point: Option<String>,
     /// Connections this listener accepts at once; `None`: no limit.
@@ -103,6 +126,7 @@ impl Default for ListenerPolicy {
             auto_id_prefix: "auto-".into(),
             use_username_as_clientid: false,
             max_qos: QoS::ExactlyOnce,
+            max_topic_alias: 10,
             mount_point: None,
             max_connections: None,
             passwords: None,
@@ -146,6 +170,11 @@ pub struct Config {
     pub max_keepalive: u16,
     /// How long a connection may take to send its CONNECT.
     pub connect_timeout_ms: Millis,
+    /// Seconds a persistent session of an MQTT 3.1/3.1.1 client outlives its connection
+    /// (`persistent_client_expiration`); `None`: forever.
+    pub persistent_client_expiration: Option<u32>,
+    /// Send topic aliases to MQTT 5 clients that accept them.
+    pub topic_alias_to_clients: bool,
     /// Log connections and disconnections.
     pub connection_messages: bool,
     /// Seed for assigned client identifiers.
@@ -169,10 +198,39 @@ impl Default for Config {
             check_retain_source: true,
             max_keepalive: 65_535,
             connect_timeout_ms: 20_000,
+            persistent_client_expiration: None,
+            topic_alias_to_clients: true,
             connection_messages: true,
             id_seed: 0x5eed,
         }
     }
+}
+
+/// MQTT 5 reason codes the broker sends.
+pub mod reason {
+    pub const SUCCESS: u8 = 0x00;
+    pub const DISCONNECT_WITH_WILL: u8 = 0x04;
+    pub const NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
+    pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
+    pub const UNSPECIFIED_ERROR: u8 = 0x80;
+    pub const MALFORMED_PACKET: u8 = 0x81;
+    pub const PROTOCOL_ERROR: u8 = 0x82;
+    pub const UNSUPPORTED_PROTOCOL_VERSION: u8 = 0x84;
+    pub const CLIENT_IDENTIFIER_NOT_VALID: u8 = 0x85;
+    pub const BAD_USER_NAME_OR_PASSWORD: u8 = 0x86;
+    pub const NOT_AUTHORIZED: u8 = 0x87;
+    pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
+    pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
+    pub const SESSION_TAKEN_OVER: u8 = 0x8E;
+    pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
+    pub const PACKET_IDENTIFIER_NOT_FOUND: u8 = 0x92;
+    pub const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
+    pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
+    pub const PACKET_TOO_LARGE: u8 = 0x95;
+    pub const QUOTA_EXCEEDED: u8 = 0x97;
+    pub const RETAIN_NOT_SUPPORTED: u8 = 0x9A;
+    pub const QOS_NOT_SUPPORTED: u8 = 0x9B;
+    pub const SHARED_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0x9E;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +238,20 @@ enum State {
     AwaitConnect,
     Connected,
     Closed,
+}
+
+/// What an MQTT 5 client told the broker about itself, and its topic aliases.
+#[derive(Default)]
+struct V5Conn {
+    /// The client's Receive Maximum: outgoing QoS 1/2 in flight at most.
+    receive_max: u16,
+    /// The client's Maximum Packet Size (0: none).
+    max_packet: u32,
+    /// Topic aliases the broker may use towards the client.
+    alias_max_out: u16,
+    aliases_out: HashMap<Box<str>, u16>,
+    /// Aliases the client set up, by alias - 1.
+    aliases_in: Vec<Option<Box<str>>>,
 }
 
 struct Conn {
@@ -195,17 +267,22 @@ struct Conn {
     opened: Millis,
     last_rx: Millis,
     will: Option<Msg>,
+    /// MQTT 5 Will Delay Interval, seconds.
+    will_delay: u32,
     out: Vec<u8>,
     out_pos: usize,
     dirty: bool,
     /// Due time of this connection's one live entry in the timer heap (`Millis::MAX`: none).
     timer_at: Millis,
+    v5: Option<Box<V5Conn>>,
 }
 
-/// Why a connection ends; decides the log line and whether the will is published.
+/// Why a connection ends; decides the log line, the MQTT 5 DISCONNECT reason code and whether
+/// the will is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Close {
-    /// The client sent DISCONNECT: the will is discarded [MQTT-3.1.2-10].
+    /// The client sent DISCONNECT: the will is discarded [MQTT-3.1.2-10] (unless MQTT 5
+    /// reason 0x04 asked for it).
     Disconnect,
     /// The client closed the socket without DISCONNECT.
     Eof,
@@ -213,12 +290,14 @@ pub enum Close {
     SocketError,
     /// Nothing heard for 1.5 × keepalive [MQTT-3.1.2-24], or no CONNECT in time.
     Timeout,
-    /// The client broke the protocol.
-    Protocol,
+    /// The client broke the protocol; the MQTT 5 reason code to send.
+    Protocol(u8),
     /// Another connection took over the client id [MQTT-3.1.4-2].
     Takeover,
     /// CONNECT was refused with a CONNACK return code.
     Refused,
+    /// The broker is shutting down.
+    Shutdown,
 }
 
 /// Counters for logs and $SYS.
@@ -237,24 +316,31 @@ pub struct Broker {
     by_id: HashMap<Box<str>, SessionId>,
     subs: Subscriptions,
     retained: Retained,
+    /// Connection timers (keepalive, CONNECT timeout): (due, connection, serial).
     timers: BinaryHeap<Reverse<(Millis, ConnId, u64)>>,
+    /// Session timers (expiry, delayed wills): (due, session, serial).
+    session_timers: BinaryHeap<Reverse<(Millis, SessionId, u64)>>,
     dirty: Vec<ConnId>,
     serial: u64,
     rng: u64,
     max_packet: usize,
     /// Open connections per listener.
     per_listener: Vec<usize>,
-    scratch_matches: Vec<(SessionId, QoS)>,
+    /// The time of the call being handled.
+    now: Millis,
+    scratch_matches: Vec<SubEntry>,
     scratch_stack: Vec<(usize, usize)>,
+    scratch_props: Vec<u8>,
     pub stats: Stats,
 }
 
 impl Broker {
     pub fn new(cfg: Config) -> Broker {
         let mut max_packet = if cfg.message_size_limit > 0 {
-            // The payload limit, plus room for the largest topic, packet id and fixed header.
+            // The payload limit, plus room for the largest topic, packet id, properties and
+            // fixed header.
             cfg.message_size_limit
-                .saturating_add(2 + 65_535 + 2 + 5)
+                .saturating_add(2 + 65_535 + 2 + 5 + 65_536)
                 .min(mqtt::MAX_REMAINING_LENGTH + 5)
         } else {
             mqtt::MAX_REMAINING_LENGTH + 5
@@ -263,7 +349,7 @@ impl Broker {
             max_packet = max_packet.min(cfg.max_packet_size);
         }
         let per_listener = vec![0; cfg.listeners.len()];
-        let cfg_seed = cfg.id_seed;
+        let rng = cfg.id_seed;
         Broker {
             cfg,
             conns: Vec::new(),
@@ -272,13 +358,16 @@ impl Broker {
             subs: Subscriptions::default(),
             retained: Retained::default(),
             timers: BinaryHeap::new(),
+            session_timers: BinaryHeap::new(),
             dirty: Vec::new(),
             serial: 0,
-            rng: cfg_seed,
+            rng,
             max_packet,
             per_listener,
+            now: 0,
             scratch_matches: Vec::new(),
             scratch_stack: Vec::new(),
+            scratch_props: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -304,6 +393,7 @@ impl Broker {
     /// `listener` (an index into `Config::listeners`). One over the listener's
     /// `max_connections` is closed at once.
     pub fn open(&mut self, id: ConnId, peer: &str, listener: usize, now: Millis) {
+        self.now = now;
         if self.conns.len() <= id {
             self.conns.resize_with(id + 1, || None);
         }
@@ -334,10 +424,12 @@ impl Broker {
             opened: now,
             last_rx: now,
             will: None,
+            will_delay: 0,
             out: Vec::new(),
             out_pos: 0,
             dirty: false,
             timer_at: Millis::MAX,
+            v5: None,
         });
         if over {
             if let Some(c) = self.live(id) {
@@ -364,6 +456,7 @@ impl Broker {
     /// consumed: the rest is an incomplete packet that the caller keeps and passes again, with
     /// what follows it, next time. Once the connection is closed every byte is consumed.
     pub fn received(&mut self, id: ConnId, data: &[u8], now: Millis) -> usize {
+        self.now = now;
         let mut pos = 0;
         let max_packet = self.max_packet;
         loop {
@@ -383,7 +476,7 @@ impl Broker {
                 }
                 Ok(Status::Partial) => return pos,
                 Err(e) => {
-                    self.decode_error(id, e, now);
+                    self.decode_error(id, e, &data[pos..], now);
                     return data.len();
                 }
             }
@@ -392,6 +485,7 @@ impl Broker {
 
     /// The socket of `id` reached end of file (`error` false) or failed.
     pub fn lost(&mut self, id: ConnId, error: bool, now: Millis) {
+        self.now = now;
         if self.live(id).is_some() {
             let why = if error {
                 Close::SocketError
@@ -413,7 +507,7 @@ impl Broker {
     /// `n` bytes of [`Broker::output`] were written. Frees the buffer once it is empty and refills
     /// it from the client's queue.
     pub fn written(&mut self, id: ConnId, n: usize, now: Millis) {
-        let _ = now;
+        self.now = now;
         let Some(Some(c)) = self.conns.get_mut(id) else {
             return;
         };
@@ -443,11 +537,22 @@ impl Broker {
     pub fn release(&mut self, id: ConnId) {
         if self.live(id).is_some() {
             // The caller dropped a live connection: treat it as a socket error.
-            self.close(id, Close::SocketError, 0);
+            let now = self.now;
+            self.close(id, Close::SocketError, now);
         }
         if let Some(c) = self.conns.get_mut(id).and_then(Option::take) {
             if let Some(n) = self.per_listener.get_mut(c.listener) {
                 *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Closes every connection (MQTT 5 clients are told the server is shutting down).
+    pub fn shutdown(&mut self, now: Millis) {
+        self.now = now;
+        for id in 0..self.conns.len() {
+            if self.live(id).is_some() {
+                self.close(id, Close::Shutdown, now);
             }
         }
     }
@@ -465,11 +570,15 @@ impl Broker {
 
     /// The earliest time at which [`Broker::tick`] has work to do.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        let a = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        let b = self.session_timers.peek().map(|Reverse((t, _, _))| *t);
+        a.into_iter().chain(b).min()
     }
 
-    /// Runs every timer due at `now`: keepalive expiry and CONNECT timeouts.
+    /// Runs every timer due at `now`: keepalive expiry, CONNECT timeouts, session expiry and
+    /// delayed wills.
     pub fn tick(&mut self, now: Millis) {
+        self.now = now;
         while let Some(&Reverse((due, id, serial))) = self.timers.peek() {
             if due > now {
                 break;
@@ -491,6 +600,31 @@ impl Broker {
                 self.arm(id, deadline);
             } else {
                 self.close(id, Close::Timeout, now);
+            }
+        }
+        while let Some(&Reverse((due, sid, serial))) = self.session_timers.peek() {
+            if due > now {
+                break;
+            }
+            self.session_timers.pop();
+            let Some(s) = self.sessions.get_mut(sid) else {
+                continue;
+            };
+            if s.serial != serial || s.conn.is_some() {
+                continue;
+            }
+            if let Some((at, _)) = &s.pending_will {
+                if *at <= now {
+                    if let Some((_, w)) = s.pending_will.take() {
+                        debug!("Sending delayed will of {} to '{}'.", s.client_id, w.topic);
+                        self.publish(w, None);
+                    }
+                }
+            }
+            let s = &self.sessions[sid];
+            if s.expires_at.is_some_and(|t| t <= now) {
+                info!("Client {} expired.", s.client_id);
+                self.end_session(sid);
             }
         }
     }
@@ -541,6 +675,10 @@ impl Broker {
         }
     }
 
+    fn is_v5(&self, id: ConnId) -> bool {
+        matches!(self.conns.get(id), Some(Some(c)) if c.version == Version::V5)
+    }
+
     fn mark(&mut self, id: ConnId) {
         if let Some(Some(c)) = self.conns.get_mut(id) {
             if !c.dirty {
@@ -559,34 +697,45 @@ impl Broker {
         }
     }
 
-    fn decode_error(&mut self, id: ConnId, e: mqtt::Error, now: Millis) {
+    fn decode_error(&mut self, id: ConnId, e: mqtt::Error, bytes: &[u8], now: Millis) {
         let connected = self.live(id).is_some_and(|c| c.state == State::Connected);
-        match e {
-            mqtt::Error::UnsupportedVersion(level) if !connected => {
+        let code = match e {
+            mqtt::Error::Malformed(_) => reason::MALFORMED_PACKET,
+            mqtt::Error::Protocol(_) => reason::PROTOCOL_ERROR,
+            mqtt::Error::TooLarge { .. } => reason::PACKET_TOO_LARGE,
+            mqtt::Error::UnsupportedVersion(_) => reason::UNSUPPORTED_PROTOCOL_VERSION,
+        };
+        if let mqtt::Error::UnsupportedVersion(level) = e {
+            if !connected {
                 info!(
                     "Client <unknown> disconnected: unsupported protocol version {level} [MQTT-3.1.2-2]."
                 );
                 if let Some(out) = self.out(id) {
                     mqtt::encode_connack(out, false, connack::UNACCEPTABLE_PROTOCOL_VERSION);
                 }
-                self.close(id, Close::Refused, now);
-            }
-            e => {
-                info!(
-                    "Client {} disconnected due to protocol error: {e}.",
-                    self.client_name(id)
-                );
-                self.close(id, Close::Protocol, now);
+                return self.close(id, Close::Refused, now);
             }
         }
+        info!(
+            "Client {} disconnected due to protocol error: {e}.",
+            self.client_name(id)
+        );
+        if !connected && connect_is_v5(bytes) {
+            // A broken MQTT 5 CONNECT is answered with a CONNACK carrying the reason.
+            if let Some(out) = self.out(id) {
+                mqtt::encode_connack_v5(out, false, code, &Properties::default());
+            }
+            return self.close(id, Close::Refused, now);
+        }
+        self.close(id, Close::Protocol(code), now);
     }
 
-    fn protocol_error(&mut self, id: ConnId, why: &str, now: Millis) {
+    fn protocol_error(&mut self, id: ConnId, code: u8, why: &str, now: Millis) {
         info!(
             "Client {} disconnected due to protocol error: {why}.",
             self.client_name(id)
         );
-        self.close(id, Close::Protocol, now);
+        self.close(id, Close::Protocol(code), now);
     }
 
     fn handle(&mut self, id: ConnId, p: Packet<'_>, now: Millis) {
@@ -599,6 +748,7 @@ impl Broker {
                 // [MQTT-3.1.0-1]
                 other => self.protocol_error(
                     id,
+                    reason::PROTOCOL_ERROR,
                     &format!(
                         "[MQTT-3.1.0-1] first packet was {}, not CONNECT",
                         other.name()
@@ -610,36 +760,78 @@ impl Broker {
         let Some(sid) = conn.session else {
             return;
         };
+        let v5 = conn.version == Version::V5;
         match p {
             Packet::Publish(p) => self.on_publish(id, sid, p, now),
-            Packet::Puback(pid) => self.on_ack(sid, pid, Ack::Puback),
-            Packet::Pubrec(pid) => {
-                if let Some(f) = self.sessions[sid].inflight_mut(pid, Ack::Pubrec) {
-                    f.state = Ack::Pubcomp;
-                }
+            Packet::Puback(a) => self.on_ack(sid, a.pid, Ack::Puback),
+            Packet::Pubrec(a) => {
+                let known = match self.sessions[sid].inflight_mut(a.pid, Ack::Pubrec) {
+                    Some(f) if a.reason < 0x80 => {
+                        f.state = Ack::Pubcomp;
+                        true
+                    }
+                    Some(_) => {
+                        // MQTT 5: a PUBREC with an error ends the exchange [MQTT-4.3.3-?].
+                        self.sessions[sid].complete(a.pid, Ack::Pubrec);
+                        self.pump(sid);
+                        return;
+                    }
+                    None => false,
+                };
                 if let Some(out) = self.out(id) {
-                    mqtt::encode_ack(out, mqtt::PUBREL, pid);
+                    if v5 && !known {
+                        mqtt::encode_ack_v5(
+                            out,
+                            mqtt::PUBREL,
+                            a.pid,
+                            reason::PACKET_IDENTIFIER_NOT_FOUND,
+                            &Properties::default(),
+                        );
+                    } else {
+                        mqtt::encode_ack(out, mqtt::PUBREL, a.pid);
+                    }
                 }
             }
-            Packet::Pubcomp(pid) => self.on_ack(sid, pid, Ack::Pubcomp),
-            Packet::Pubrel(pid) => {
-                self.sessions[sid].release_incoming(pid);
+            Packet::Pubcomp(a) => self.on_ack(sid, a.pid, Ack::Pubcomp),
+            Packet::Pubrel(a) => {
+                let known = self.sessions[sid].release_incoming(a.pid);
                 if let Some(out) = self.out(id) {
-                    mqtt::encode_ack(out, mqtt::PUBCOMP, pid);
+                    if v5 && !known {
+                        mqtt::encode_ack_v5(
+                            out,
+                            mqtt::PUBCOMP,
+                            a.pid,
+                            reason::PACKET_IDENTIFIER_NOT_FOUND,
+                            &Properties::default(),
+                        );
+                    } else {
+                        mqtt::encode_ack(out, mqtt::PUBCOMP, a.pid);
+                    }
                 }
             }
-            Packet::Subscribe { pid, filters } => self.on_subscribe(id, sid, pid, &filters),
-            Packet::Unsubscribe { pid, filters } => {
+            Packet::Subscribe {
+                pid,
+                filters,
+                props,
+            } => self.on_subscribe(id, sid, pid, &filters, &props),
+            Packet::Unsubscribe { pid, filters, .. } => {
                 let listener = self.sessions[sid].listener;
                 let mount = self.cfg.listeners[listener].mount_point.clone();
+                let mut codes = Vec::with_capacity(filters.len());
                 for f in &filters {
                     let full = mounted(mount.as_deref(), f);
-                    self.subs.remove(&full, sid);
-                    self.sessions[sid].subs.retain(|(g, _)| **g != *full);
+                    let existed = self.subs.remove(&full, sid);
+                    self.sessions[sid].subs.retain(|(g, _, _)| **g != *full);
+                    codes.push(if existed {
+                        reason::SUCCESS
+                    } else {
+                        reason::NO_SUBSCRIPTION_EXISTED
+                    });
                 }
                 debug!("Sending UNSUBACK to {}", self.client_name(id));
                 if let Some(out) = self.out(id) {
-                    mqtt::encode_ack(out, mqtt::UNSUBACK, pid);
+                    let props = Properties::default();
+                    mqtt::encode_unsuback(out, pid, v5.then_some(&props), &codes);
                 }
             }
             Packet::Pingreq => {
@@ -647,12 +839,49 @@ impl Broker {
                     Packet::Pingresp.encode(out);
                 }
             }
-            Packet::Disconnect => self.close(id, Close::Disconnect, now),
+            Packet::Disconnect { reason: r, props } => self.on_disconnect(id, sid, r, &props, now),
             // [MQTT-3.1.0-2]
-            Packet::Connect(_) => self.protocol_error(id, "[MQTT-3.1.0-2] second CONNECT", now),
-            other => {
-                self.protocol_error(id, &format!("{} is not sent by clients", other.name()), now)
+            Packet::Connect(_) => self.protocol_error(
+                id,
+                reason::PROTOCOL_ERROR,
+                "[MQTT-3.1.0-2] second CONNECT",
+                now,
+            ),
+            other => self.protocol_error(
+                id,
+                reason::PROTOCOL_ERROR,
+                &format!("{} is not sent by clients", other.name()),
+                now,
+            ),
+        }
+    }
+
+    fn on_disconnect(
+        &mut self,
+        id: ConnId,
+        sid: SessionId,
+        code: u8,
+        props: &Properties<'_>,
+        now: Millis,
+    ) {
+        if let Some(interval) = props.session_expiry_interval {
+            let s = &mut self.sessions[sid];
+            // [MQTT-3.14.2-2]: a session that was to end at disconnect cannot be extended.
+            if s.expiry_interval == 0 && interval != 0 {
+                return self.protocol_error(
+                    id,
+                    reason::PROTOCOL_ERROR,
+                    "[MQTT-3.14.2-2] DISCONNECT raised a session expiry interval of 0",
+                    now,
+                );
             }
+            s.expiry_interval = interval;
+        }
+        if code == reason::DISCONNECT_WITH_WILL {
+            // The will is published as if the connection had been lost.
+            self.close(id, Close::Eof, now);
+        } else {
+            self.close(id, Close::Disconnect, now);
         }
     }
 
@@ -677,10 +906,16 @@ impl Broker {
         )
     }
 
-    fn refuse(&mut self, id: ConnId, code: u8, why: &str, now: Millis) {
+    /// Refuses a CONNECT: CONNACK with the 3.1.1 `code`, or `code5` for MQTT 5, then close.
+    fn refuse(&mut self, id: ConnId, code: u8, code5: u8, why: &str, now: Millis) {
         info!("Client <unknown> disconnected, {why}.");
+        let v5 = self.is_v5(id);
         if let Some(out) = self.out(id) {
-            mqtt::encode_connack(out, false, code);
+            if v5 {
+                mqtt::encode_connack_v5(out, false, code5, &Properties::default());
+            } else {
+                mqtt::encode_connack(out, false, code);
+            }
         }
         self.close(id, Close::Refused, now);
     }
@@ -690,14 +925,30 @@ impl Broker {
             return;
         };
         conn.version = c.version;
+        let v5 = c.version == Version::V5;
         let listener = conn.listener;
+        if c.props.authentication_method.is_some() {
+            // Enhanced authentication is not offered.
+            return self.refuse(
+                id,
+                connack::NOT_AUTHORIZED,
+                reason::BAD_AUTHENTICATION_METHOD,
+                "unsupported authentication method",
+                now,
+            );
+        }
         let policy = &self.cfg.listeners[listener];
         let mut client_id: String = if c.client_id.is_empty() {
-            // [MQTT-3.1.3-8]: an empty id needs a clean session (and MQTT 3.1 allows none).
-            if c.version == Version::V31 || !c.clean_session || !policy.allow_zero_length_clientid {
+            // [MQTT-3.1.3-8]: in 3.1.1 an empty id needs a clean session (and MQTT 3.1 allows
+            // none); MQTT 5 allows it either way [MQTT-3.1.3-6].
+            if c.version == Version::V31
+                || (!c.clean_session && !v5)
+                || !policy.allow_zero_length_clientid
+            {
                 return self.refuse(
                     id,
                     connack::IDENTIFIER_REJECTED,
+                    reason::CLIENT_IDENTIFIER_NOT_VALID,
                     "empty client id not allowed [MQTT-3.1.3-8]",
                     now,
                 );
@@ -713,6 +964,7 @@ impl Broker {
                     return self.refuse(
                         id,
                         connack::NOT_AUTHORIZED,
+                        reason::NOT_AUTHORIZED,
                         "not authorised (use_username_as_clientid needs a user name)",
                         now,
                     )
@@ -720,10 +972,11 @@ impl Broker {
             }
         }
         if let Some(prefix) = &self.cfg.clientid_prefixes {
-            if !client_id.starts_with(prefix.as_str()) {
+            if !client_id.starts_with(prefix.as_str()) && !client_id.is_empty() {
                 return self.refuse(
                     id,
                     connack::IDENTIFIER_REJECTED,
+                    reason::CLIENT_IDENTIFIER_NOT_VALID,
                     "client id lacks the required clientid_prefixes",
                     now,
                 );
@@ -732,14 +985,18 @@ impl Broker {
         // Authentication, as mosquitto 2.0: a user name is checked against the password file
         // if there is one; without one, a client is admitted only when anonymous access is on.
         let policy = &self.cfg.listeners[listener];
-        let admitted = match (c.username, &policy.passwords) {
-            (Some(u), Some(pw)) => pw.check(u, c.password.unwrap_or(b"")),
-            _ => policy.allow_anonymous,
+        let (admitted, code5) = match (c.username, &policy.passwords) {
+            (Some(u), Some(pw)) => (
+                pw.check(u, c.password.unwrap_or(b"")),
+                reason::BAD_USER_NAME_OR_PASSWORD,
+            ),
+            _ => (policy.allow_anonymous, reason::NOT_AUTHORIZED),
         };
         if !admitted {
-            return self.refuse(id, connack::NOT_AUTHORIZED, "not authorised", now);
+            return self.refuse(id, connack::NOT_AUTHORIZED, code5, "not authorised", now);
         }
-        if client_id.is_empty() {
+        let assigned = client_id.is_empty();
+        if assigned {
             // [MQTT-3.1.3-7]
             client_id = self.assign_id(listener);
         }
@@ -758,22 +1015,35 @@ impl Broker {
             Some(sid) if !c.clean_session => (sid, true),
             other => {
                 if let Some(sid) = other {
-                    self.destroy_session(sid);
+                    self.end_session(sid);
                 }
-                let sid = self
-                    .sessions
-                    .insert(Session::new(client_id.as_str().into()));
+                self.serial += 1;
+                let mut s = Session::new(client_id.as_str().into());
+                s.serial = self.serial;
+                let sid = self.sessions.insert(s);
                 self.by_id.insert(client_id.as_str().into(), sid);
                 (sid, false)
             }
         };
+        let expiry_interval = if v5 {
+            c.props.session_expiry_interval.unwrap_or(0)
+        } else if c.clean_session {
+            0
+        } else {
+            self.cfg.persistent_client_expiration.unwrap_or(NEVER)
+        };
         let s = &mut self.sessions[sid];
-        s.clean = c.clean_session;
+        s.clean = expiry_interval == 0;
+        s.expiry_interval = expiry_interval;
+        s.expires_at = None;
+        // A will waiting for its delay is not sent once the session is resumed [MQTT-3.1.3-9].
+        s.pending_will = None;
         s.conn = Some(id);
         s.username = c.username.map(Into::into);
         s.listener = listener;
 
-        let mount = self.cfg.listeners[listener].mount_point.as_deref();
+        let policy = &self.cfg.listeners[listener];
+        let mount = policy.mount_point.as_deref();
         let will = c.will.as_ref().map(|w| {
             Rc::new(Message {
                 topic: mounted(mount, w.topic).into(),
@@ -781,17 +1051,54 @@ impl Broker {
                 qos: w.qos,
                 retain: w.retain,
                 origin: None,
+                props: w.props.forwardable().into(),
+                expiry: w
+                    .props
+                    .message_expiry_interval
+                    .map(|e| now + e as Millis * 1000),
             })
         });
+        let will_delay = c
+            .will
+            .as_ref()
+            .and_then(|w| w.props.will_delay_interval)
+            .unwrap_or(0);
+        let max_topic_alias = policy.max_topic_alias;
+        let max_qos = policy.max_qos;
         let log = self.cfg.connection_messages;
+        let max_keepalive = self.cfg.max_keepalive;
+        let recv_max = self.receive_maximum();
+        let retain_available = self.cfg.retain_available;
+        let max_packet_size = self.cfg.max_packet_size;
+        let alias_to_clients = self.cfg.topic_alias_to_clients;
         let Some(conn) = self.live(id) else {
             return;
         };
         conn.state = State::Connected;
         conn.session = Some(sid);
-        conn.keep_alive = c.keep_alive;
         conn.will = will;
-        let keepalive_due = conn.last_rx + c.keep_alive as Millis * 1500;
+        conn.will_delay = will_delay;
+        // MQTT 5: a keepalive over max_keepalive (or none at all) is replaced by the server's.
+        let keep_alive = if v5 && (c.keep_alive > max_keepalive || c.keep_alive == 0) {
+            max_keepalive
+        } else {
+            c.keep_alive
+        };
+        conn.keep_alive = keep_alive;
+        if v5 {
+            conn.v5 = Some(Box::new(V5Conn {
+                receive_max: c.props.receive_maximum.unwrap_or(u16::MAX),
+                max_packet: c.props.maximum_packet_size.unwrap_or(0),
+                alias_max_out: if alias_to_clients {
+                    c.props.topic_alias_maximum.unwrap_or(0)
+                } else {
+                    0
+                },
+                aliases_out: HashMap::new(),
+                aliases_in: Vec::new(),
+            }));
+        }
+        let keepalive_due = conn.last_rx + keep_alive as Millis * 1500;
         if log {
             let user = c.username.map(|u| format!(", u'{u}'")).unwrap_or_default();
             info!(
@@ -800,20 +1107,55 @@ impl Broker {
                 match c.version {
                     Version::V31 => 1,
                     Version::V311 => 2,
+                    Version::V5 => 5,
                 },
                 c.clean_session as u8,
                 c.keep_alive,
             );
         }
-        if c.keep_alive > 0 {
+        if keep_alive > 0 {
             self.arm(id, keepalive_due);
         }
         if let Some(out) = self.out(id) {
-            mqtt::encode_connack(out, present, connack::ACCEPTED);
+            if v5 {
+                let mut props = Properties {
+                    assigned_client_identifier: assigned.then_some(client_id.as_str()),
+                    topic_alias_maximum: Some(max_topic_alias),
+                    // Shared subscriptions are not offered.
+                    shared_subscription_available: Some(0),
+                    ..Properties::default()
+                };
+                if recv_max != u16::MAX {
+                    props.receive_maximum = Some(recv_max);
+                }
+                if max_qos != QoS::ExactlyOnce {
+                    props.maximum_qos = Some(max_qos.as_u8());
+                }
+                if !retain_available {
+                    props.retain_available = Some(0);
+                }
+                if max_packet_size > 0 {
+                    props.maximum_packet_size = Some(max_packet_size as u32);
+                }
+                if keep_alive != c.keep_alive {
+                    props.server_keep_alive = Some(keep_alive);
+                }
+                mqtt::encode_connack_v5(out, present, reason::SUCCESS, &props);
+            } else {
+                mqtt::encode_connack(out, present, connack::ACCEPTED);
+            }
         }
         if present {
             self.resend_inflight(id, sid);
             self.pump(sid);
+        }
+    }
+
+    /// The Receive Maximum the broker announces and enforces on incoming QoS 2 messages.
+    fn receive_maximum(&self) -> u16 {
+        match self.cfg.max_inflight_messages {
+            0 => u16::MAX,
+            n => n.min(u16::MAX as usize) as u16,
         }
     }
 
@@ -825,17 +1167,26 @@ impl Broker {
         };
         let mount = self.cfg.listeners[conn.listener].mount_point.as_deref();
         let s = &self.sessions[sid];
+        let now = self.now;
         for f in &s.inflight {
             match f.state {
-                Ack::Puback | Ack::Pubrec => mqtt::encode_publish(
-                    &mut conn.out,
-                    true,
-                    f.qos,
-                    f.retain,
-                    unmounted(mount, &f.msg.topic),
-                    Some(f.pid),
-                    &f.msg.payload,
-                ),
+                Ack::Puback | Ack::Pubrec => {
+                    let props = conn.v5.as_ref().map(|_| {
+                        let mut p = Vec::new();
+                        v5_props(&mut p, &f.msg, now, &f.sub_ids, None);
+                        p
+                    });
+                    mqtt::encode_publish(
+                        &mut conn.out,
+                        true,
+                        f.qos,
+                        f.retain,
+                        unmounted(mount, &f.msg.topic),
+                        Some(f.pid),
+                        props.as_deref(),
+                        &f.msg.payload,
+                    )
+                }
                 Ack::Pubcomp => mqtt::encode_ack(&mut conn.out, mqtt::PUBREL, f.pid),
             }
         }
@@ -857,10 +1208,12 @@ impl Broker {
             p.payload.len()
         );
         let listener = self.sessions[sid].listener;
+        let v5 = self.is_v5(id);
         let policy = &self.cfg.listeners[listener];
         if p.qos > policy.max_qos {
             return self.protocol_error(
                 id,
+                reason::QOS_NOT_SUPPORTED,
                 &format!("PUBLISH at QoS {} over max_qos", p.qos.as_u8()),
                 now,
             );
@@ -868,36 +1221,97 @@ impl Broker {
         if p.retain && !self.cfg.retain_available {
             return self.protocol_error(
                 id,
+                reason::RETAIN_NOT_SUPPORTED,
                 "retained PUBLISH while retain_available is false",
                 now,
             );
         }
-        let topic = mounted(policy.mount_point.as_deref(), p.topic);
+        // MQTT 5 topic aliases from the client.
+        let mut aliased: Option<Box<str>> = None;
+        if let Some(alias) = p.props.topic_alias {
+            let max = policy.max_topic_alias;
+            if alias == 0 || alias > max {
+                return self.protocol_error(
+                    id,
+                    reason::TOPIC_ALIAS_INVALID,
+                    &format!("topic alias {alias} outside 1..={max}"),
+                    now,
+                );
+            }
+            let Some(v) = self.live(id).and_then(|c| c.v5.as_mut()) else {
+                return;
+            };
+            let slot = alias as usize - 1;
+            if v.aliases_in.len() <= slot {
+                v.aliases_in.resize(slot + 1, None);
+            }
+            if p.topic.is_empty() {
+                match &v.aliases_in[slot] {
+                    Some(t) => aliased = Some(t.clone()),
+                    None => {
+                        return self.protocol_error(
+                            id,
+                            reason::PROTOCOL_ERROR,
+                            &format!("unknown topic alias {alias}"),
+                            now,
+                        )
+                    }
+                }
+            } else {
+                v.aliases_in[slot] = Some(p.topic.into());
+            }
+        }
+        let client_topic: &str = aliased.as_deref().unwrap_or(p.topic);
+        let policy = &self.cfg.listeners[listener];
+        let topic = mounted(policy.mount_point.as_deref(), client_topic);
         let limit = self.cfg.message_size_limit;
         let mut drop_why = None;
+        let mut code = reason::SUCCESS;
         if limit > 0 && p.payload.len() > limit {
             drop_why = Some("too large");
+            code = reason::PACKET_TOO_LARGE;
         } else if topic.starts_with("$SYS") {
             // $SYS is the broker's own: read-only to clients.
             drop_why = Some("denied ($SYS is read-only)");
+            code = reason::NOT_AUTHORIZED;
         } else if let Some(acl) = &policy.acl {
             let s = &self.sessions[sid];
             if !acl.check(s.username.as_deref(), &s.client_id, &topic, Access::Write) {
                 drop_why = Some("denied");
+                code = reason::NOT_AUTHORIZED;
             }
         }
         if let Some(why) = drop_why {
             info!(
                 "Dropped {why} PUBLISH from {name} (q{}, '{}', {} bytes).",
                 p.qos.as_u8(),
-                p.topic,
+                client_topic,
                 p.payload.len()
             );
         }
         let fresh = match (p.qos, p.pid) {
             // [MQTT-4.3.3-2]: a QoS 2 PUBLISH resent before PUBREL is acknowledged again but
             // not delivered again.
-            (QoS::ExactlyOnce, Some(pid)) => self.sessions[sid].receive_incoming(pid),
+            (QoS::ExactlyOnce, Some(pid)) => {
+                let s = &self.sessions[sid];
+                if v5
+                    && !s.incoming.contains(&pid)
+                    && s.incoming.len() >= self.receive_maximum() as usize
+                {
+                    // The client sent more unacknowledged QoS 2 messages than allowed.
+                    return self.protocol_error(
+                        id,
+                        reason::RECEIVE_MAXIMUM_EXCEEDED,
+                        "receive maximum exceeded",
+                        now,
+                    );
+                }
+                if drop_why.is_none() || v5 {
+                    self.sessions[sid].receive_incoming(pid)
+                } else {
+                    true
+                }
+            }
             _ => true,
         };
         if fresh && drop_why.is_none() {
@@ -915,17 +1329,33 @@ impl Broker {
                 qos: p.qos,
                 retain: p.retain,
                 origin,
+                props: if v5 {
+                    p.props.forwardable().into()
+                } else {
+                    Box::default()
+                },
+                expiry: p
+                    .props
+                    .message_expiry_interval
+                    .map(|e| now + e as Millis * 1000),
             });
-            self.publish(msg);
+            if self.publish(msg, Some(sid)) == 0 {
+                code = reason::NO_MATCHING_SUBSCRIBERS;
+            }
         }
-        // A dropped message is still acknowledged (MQTT 3.1.1 has no way to say no).
+        // A dropped message is still acknowledged: MQTT 3.1.1 has no way to say no; MQTT 5
+        // says why in the reason code.
         if let (Some(pid), Some(out)) = (p.pid, self.out(id)) {
             let kind = if p.qos == QoS::AtLeastOnce {
                 mqtt::PUBACK
             } else {
                 mqtt::PUBREC
             };
-            mqtt::encode_ack(out, kind, pid);
+            if v5 {
+                mqtt::encode_ack_v5(out, kind, pid, code, &Properties::default());
+            } else {
+                mqtt::encode_ack(out, kind, pid);
+            }
         }
     }
 
@@ -947,7 +1377,8 @@ impl Broker {
     }
 
     /// Routes a message to every matching subscription and updates the retained store.
-    pub fn publish(&mut self, msg: Msg) {
+    /// `from` is the publishing session (for No Local). Returns how many sessions it reached.
+    pub fn publish(&mut self, msg: Msg, from: Option<SessionId>) -> usize {
         if msg.retain {
             // [MQTT-3.3.1-5] [MQTT-3.3.1-10]
             self.retained.set(&msg);
@@ -955,24 +1386,48 @@ impl Broker {
         let mut matches = std::mem::take(&mut self.scratch_matches);
         self.subs
             .matches(&msg.topic, &mut matches, &mut self.scratch_stack);
-        for &(sid, granted) in &matches {
+        let mut reached = 0;
+        let mut i = 0;
+        while i < matches.len() {
+            let sid = matches[i].sid;
+            let mut j = i;
+            let mut qos = None::<QoS>;
+            let mut rap = false;
+            let mut ids: Vec<u32> = Vec::new();
+            while j < matches.len() && matches[j].sid == sid {
+                let e = matches[j];
+                j += 1;
+                // No Local: not back to the publisher [MQTT-3.8.3-3].
+                if e.opts.no_local && from == Some(sid) {
+                    continue;
+                }
+                qos = Some(qos.map_or(e.opts.qos, |q| q.max(e.opts.qos)));
+                rap |= e.opts.retain_as_published;
+                if e.id != 0 {
+                    ids.push(e.id);
+                }
+            }
+            i = j;
+            let Some(granted) = qos else { continue };
             if !self.may_read(sid, &msg.topic) {
                 continue;
             }
             // Outbound QoS is the lower of published and granted (unless
             // upgrade_outgoing_qos); the RETAIN flag is cleared on messages forwarded to
-            // existing subscriptions [MQTT-3.3.1-9].
+            // existing subscriptions [MQTT-3.3.1-9] unless Retain As Published.
             let qos = if self.cfg.upgrade_outgoing_qos {
                 granted
             } else {
                 msg.qos.min(granted)
             };
-            self.deliver(sid, &msg, qos, false);
+            reached += 1;
+            self.deliver(sid, &msg, qos, rap && msg.retain, ids.into());
         }
         self.scratch_matches = matches;
+        reached
     }
 
-    fn deliver(&mut self, sid: SessionId, msg: &Msg, qos: QoS, retain: bool) {
+    fn deliver(&mut self, sid: SessionId, msg: &Msg, qos: QoS, retain: bool, sub_ids: Box<[u32]>) {
         let max_queued = self.cfg.max_queued_messages;
         let max_bytes = self.cfg.max_queued_bytes;
         let s = &mut self.sessions[sid];
@@ -999,6 +1454,7 @@ impl Broker {
             msg: msg.clone(),
             qos,
             retain,
+            sub_ids,
         });
         if s.conn.is_some() {
             self.pump(sid);
@@ -1007,12 +1463,15 @@ impl Broker {
 
     /// Moves messages from the session's queue to its connection's output while the output is
     /// below its high-water mark and, for QoS 1/2, while the in-flight window has room.
+    /// Expired messages are dropped on the way; for MQTT 5 clients a message larger than their
+    /// Maximum Packet Size is not sent to them [MQTT-3.1.2-25].
     fn pump(&mut self, sid: SessionId) {
-        let max_inflight = match self.cfg.max_inflight_messages {
+        let mut max_inflight = match self.cfg.max_inflight_messages {
             0 => u16::MAX as usize,
             n => n.min(u16::MAX as usize),
         };
         let max_inflight_bytes = self.cfg.max_inflight_bytes;
+        let now = self.now;
         let s = &mut self.sessions[sid];
         let Some(id) = s.conn else {
             return;
@@ -1023,33 +1482,70 @@ impl Broker {
         if conn.state != State::Connected {
             return;
         }
+        if let Some(v) = &conn.v5 {
+            // Never more in flight than the client's Receive Maximum.
+            max_inflight = max_inflight.min(v.receive_max as usize);
+        }
         let mount = self.cfg.listeners[conn.listener].mount_point.as_deref();
+        let props = &mut self.scratch_props;
         let mut sent = 0;
         while let Some(front) = s.queue.front() {
             if conn.out.len() - conn.out_pos >= OUT_HIGH_WATER {
                 break;
             }
-            let pid = if front.qos == QoS::AtMostOnce {
-                None
-            } else if s.inflight.len() >= max_inflight
-                || (max_inflight_bytes > 0
-                    && !s.inflight.is_empty()
-                    && s.inflight_bytes + front.msg.payload.len() > max_inflight_bytes)
+            let expired = front.msg.expiry.is_some_and(|t| t <= now);
+            let needs_pid = front.qos != QoS::AtMostOnce && !expired;
+            if needs_pid
+                && (s.inflight.len() >= max_inflight
+                    || (max_inflight_bytes > 0
+                        && !s.inflight.is_empty()
+                        && s.inflight_bytes + front.msg.payload.len() > max_inflight_bytes))
             {
                 break;
-            } else {
-                Some(s.next_pid())
-            };
+            }
             let Some(q) = s.queue.pop_front() else { break };
             let len = q.msg.payload.len();
             s.queued_bytes -= len;
+            if expired {
+                continue;
+            }
+            let mut topic = unmounted(mount, &q.msg.topic);
+            let mut v5_props_ref = None;
+            if let Some(v) = conn.v5.as_mut() {
+                // Topic aliases towards the client: the first `alias_max_out` topics get one;
+                // a topic already aliased is sent as an empty string.
+                let known = v.aliases_out.get(topic).copied();
+                let fresh = (known.is_none() && v.aliases_out.len() < v.alias_max_out as usize)
+                    .then(|| v.aliases_out.len() as u16 + 1);
+                props.clear();
+                v5_props(props, &q.msg, now, &q.sub_ids, known.or(fresh));
+                let full_len = mqtt::publish_len(
+                    if known.is_some() { "" } else { topic },
+                    needs_pid,
+                    Some(props),
+                    len,
+                );
+                if v.max_packet > 0 && full_len > v.max_packet as usize {
+                    // [MQTT-3.1.2-25]: too large for this client; it is not sent.
+                    continue;
+                }
+                if let Some(a) = fresh {
+                    v.aliases_out.insert(topic.into(), a);
+                }
+                if known.is_some() {
+                    topic = "";
+                }
+                v5_props_ref = Some(&props[..]);
+            }
+            let pid = needs_pid.then(|| s.next_pid());
             mqtt::encode_publish(
                 &mut conn.out,
                 false,
                 q.qos,
                 q.retain,
-                unmounted(mount, &q.msg.topic),
+                topic,
                 pid,
+                v5_props_ref,
                 &q.msg.payload,
             );
             if let Some(pid) = pid {
@@ -1064,6 +1560,7 @@ impl Broker {
                     qos: q.qos,
                     retain: q.retain,
                     msg: q.msg,
+                    sub_ids: q.sub_ids,
                 });
             }
             sent += 1;
@@ -1088,51 +1585,105 @@ impl Broker {
         }
     }
 
-    fn on_subscribe(&mut self, id: ConnId, sid: SessionId, pid: u16, filters: &[(&str, QoS)]) {
+    fn on_subscribe(
+        &mut self,
+        id: ConnId,
+        sid: SessionId,
+        pid: u16,
+        filters: &[(&str, SubOptions)],
+        props: &Properties<'_>,
+    ) {
+        let v5 = self.is_v5(id);
         let s = &self.sessions[sid];
         debug!("Received SUBSCRIBE from {}", s.client_id);
-        let policy = &self.cfg.listeners[s.listener];
-        let mount = policy.mount_point.clone();
+        let mount = self.cfg.listeners[s.listener].mount_point.clone();
+        let sub_id = props.subscription_identifiers.first().copied().unwrap_or(0);
         let mut codes = Vec::with_capacity(filters.len());
         let mut granted = Vec::with_capacity(filters.len());
         for &(f, requested) in filters {
             let s = &self.sessions[sid];
             let policy = &self.cfg.listeners[s.listener];
-            let qos = requested.min(policy.max_qos);
-            debug!("\t{f} (QoS {})", requested.as_u8());
+            let qos = requested.qos.min(policy.max_qos);
+            debug!("\t{f} (QoS {})", requested.qos.as_u8());
+            if f.starts_with("$share/") {
+                info!(
+                    "Refused SUBSCRIBE from {} to '{f}': shared subscriptions are not supported.",
+                    s.client_id
+                );
+                codes.push(if v5 {
+                    reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
+                } else {
+                    mqtt::SUBACK_FAILURE
+                });
+                continue;
+            }
             let allowed = policy.acl.as_ref().is_none_or(|acl| {
                 acl.check(s.username.as_deref(), &s.client_id, f, Access::Subscribe)
             });
             if !allowed {
                 info!("Denied SUBSCRIBE from {} to '{f}'.", s.client_id);
-                codes.push(mqtt::SUBACK_FAILURE);
+                codes.push(if v5 {
+                    reason::NOT_AUTHORIZED
+                } else {
+                    mqtt::SUBACK_FAILURE
+                });
                 continue;
             }
-            debug!("{} {} {f}", s.client_id, qos.as_u8());
+            info!(target: "subscribe", "{} {} {f}", s.client_id, qos.as_u8());
             let full = mounted(mount.as_deref(), f);
+            let opts = SubOptions { qos, ..requested };
             // [MQTT-3.8.4-3]: the same filter replaces the existing subscription.
-            self.subs.insert(&full, sid, qos);
+            let existed = self.subs.insert(
+                &full,
+                SubEntry {
+                    sid,
+                    opts,
+                    id: sub_id,
+                },
+            );
             let s = &mut self.sessions[sid];
-            match s.subs.iter_mut().find(|(g, _)| **g == *full) {
-                Some(e) => e.1 = qos,
-                None => s.subs.push((full.as_ref().into(), qos)),
+            match s.subs.iter_mut().find(|(g, _, _)| **g == *full) {
+                Some(e) => {
+                    e.1 = opts;
+                    e.2 = sub_id;
+                }
+                None => s.subs.push((full.as_ref().into(), opts, sub_id)),
             }
             codes.push(qos.as_u8());
-            granted.push((full.into_owned(), qos));
+            // Retain Handling: 0 always, 1 only for a new subscription, 2 never.
+            let send_retained = match opts.retain_handling {
+                0 => true,
+                1 => !existed,
+                _ => false,
+            };
+            if send_retained {
+                granted.push((full.into_owned(), qos));
+            }
         }
         debug!("Sending SUBACK to {}", self.sessions[sid].client_id);
         if let Some(out) = self.out(id) {
-            mqtt::encode_suback(out, pid, &codes);
+            let p = Properties::default();
+            mqtt::encode_suback(out, pid, v5.then_some(&p), &codes);
         }
         // [MQTT-3.3.1-6]: retained messages matching each filter, with RETAIN set
         // [MQTT-3.3.1-8].
+        let ids: Box<[u32]> = if sub_id != 0 {
+            Box::new([sub_id])
+        } else {
+            Box::default()
+        };
+        let now = self.now;
         let mut msgs = Vec::new();
         for (f, qos) in &granted {
             msgs.clear();
             self.retained.matching(f, &mut msgs);
             for m in &msgs {
+                if m.expiry.is_some_and(|t| t <= now) {
+                    self.retained.remove(&m.topic);
+                    continue;
+                }
                 if self.may_read(sid, &m.topic) && self.source_may_write(m) {
-                    self.deliver(sid, m, m.qos.min(*qos), true);
+                    self.deliver(sid, m, m.qos.min(*qos), true, ids.clone());
                 }
             }
         }
@@ -1158,12 +1709,18 @@ impl Broker {
         }
     }
 
-    fn destroy_session(&mut self, sid: SessionId) {
-        let s = self.sessions.remove(sid);
-        for (f, _) in &s.subs {
+    /// Ends a session: its subscriptions go, and a will still waiting for its delay is sent
+    /// now (the will goes at the earlier of its delay and the session's end).
+    fn end_session(&mut self, sid: SessionId) {
+        let mut s = self.sessions.remove(sid);
+        for (f, _, _) in &s.subs {
             self.subs.remove(f, sid);
         }
         self.by_id.remove(&s.client_id);
+        if let Some((_, w)) = s.pending_will.take() {
+            debug!("Sending will of {} to '{}'.", s.client_id, w.topic);
+            self.publish(w, None);
+        }
     }
 
     fn will_allowed(&self, listener: usize, user: Option<&str>, client: &str, topic: &str) -> bool {
@@ -1179,17 +1736,37 @@ impl Broker {
         }
     }
 
-    /// Ends connection `id`: logs why, detaches (or ends) its session and publishes its will
-    /// unless it sent DISCONNECT. The socket is closed by the network layer.
+    /// Ends connection `id`: logs why, tells an MQTT 5 client why in a DISCONNECT, detaches (or
+    /// ends) its session and publishes its will unless it sent DISCONNECT. The socket is
+    /// closed by the network layer.
     pub fn close(&mut self, id: ConnId, why: Close, now: Millis) {
-        let _ = now;
+        self.now = now;
         let name = self.client_name(id).to_owned();
         let Some(conn) = self.live(id) else {
             return;
         };
         let was_connected = conn.state == State::Connected;
+        let v5 = conn.version == Version::V5;
+        if was_connected && v5 {
+            let code = match why {
+                Close::Protocol(c) => Some(c),
+                Close::Timeout => Some(reason::KEEP_ALIVE_TIMEOUT),
+                Close::Takeover => Some(reason::SESSION_TAKEN_OVER),
+                Close::Shutdown => Some(0x8B),
+                _ => None,
+            };
+            if let Some(code) = code {
+                mqtt::encode_reason(
+                    &mut conn.out,
+                    mqtt::DISCONNECT,
+                    code,
+                    &Properties::default(),
+                );
+            }
+        }
         conn.state = State::Closed;
         let will = conn.will.take();
+        let will_delay = conn.will_delay;
         let session = conn.session.take();
         let listener = conn.listener;
         let username = session.and_then(|sid| self.sessions[sid].username.clone());
@@ -1198,32 +1775,91 @@ impl Broker {
             Close::Eof => info!("Client {name} closed its connection."),
             Close::SocketError => info!("Socket error on client {name}, disconnecting."),
             Close::Timeout => info!("Client {name} has exceeded timeout, disconnecting."),
-            Close::Protocol | Close::Takeover | Close::Refused => {}
+            Close::Shutdown => info!("Client {name} disconnected: server shutting down."),
+            Close::Protocol(_) | Close::Takeover | Close::Refused => {}
         }
         self.mark(id);
-        if let Some(sid) = session {
-            let s = &mut self.sessions[sid];
-            s.conn = None;
-            if s.clean {
-                self.destroy_session(sid);
-            } else {
-                if !self.cfg.queue_qos0_messages {
-                    s.queue.retain(|q| q.qos != QoS::AtMostOnce);
-                    s.queued_bytes = s.queue.iter().map(|q| q.msg.payload.len()).sum();
-                }
-            }
-        }
-        if was_connected && why != Close::Disconnect {
-            if let Some(w) = will {
-                if self.will_allowed(listener, username.as_deref(), &name, &w.topic) {
-                    debug!("Sending will of {name} to '{}'.", w.topic);
-                    self.publish(w);
+        let will = will.filter(|w| {
+            was_connected
+                && why != Close::Disconnect
+                && if self.will_allowed(listener, username.as_deref(), &name, &w.topic) {
+                    true
                 } else {
                     info!("Denied will of {name} to '{}'.", w.topic);
+                    false
                 }
+        });
+        let Some(sid) = session else {
+            if let Some(w) = will {
+                self.publish(w, None);
+            }
+            return;
+        };
+        let s = &mut self.sessions[sid];
+        s.conn = None;
+        if let Some(w) = will {
+            if will_delay > 0 && s.expiry_interval > 0 {
+                // MQTT 5 Will Delay: sent later, unless the session is resumed first.
+                let at = now + will_delay as Millis * 1000;
+                s.pending_will = Some((at, w));
+                let serial = s.serial;
+                self.session_timers.push(Reverse((at, sid, serial)));
+            } else {
+                debug!("Sending will of {name} to '{}'.", w.topic);
+                self.publish(w, None);
             }
         }
+        let s = &mut self.sessions[sid];
+        if s.expiry_interval == 0 {
+            self.end_session(sid);
+            return;
+        }
+        if !self.cfg.queue_qos0_messages {
+            s.queue.retain(|q| q.qos != QoS::AtMostOnce);
+            s.queued_bytes = s.queue.iter().map(|q| q.msg.payload.len()).sum();
+        }
+        if s.expiry_interval != NEVER {
+            let at = now + s.expiry_interval as Millis * 1000;
+            s.expires_at = Some(at);
+            let serial = s.serial;
+            self.session_timers.push(Reverse((at, sid, serial)));
+        }
     }
+}
+
+/// Whether the bytes of a (broken) CONNECT say protocol level 5.
+fn connect_is_v5(bytes: &[u8]) -> bool {
+    let Some(&b0) = bytes.first() else {
+        return false;
+    };
+    if b0 >> 4 != mqtt::CONNECT {
+        return false;
+    }
+    let Ok(Status::Complete(_, n)) = mqtt::read_remaining_length(&bytes[1..]) else {
+        return false;
+    };
+    let body = &bytes[1 + n..];
+    body.get(..7) == Some(&[0, 4, b'M', b'Q', b'T', b'T', 5][..])
+}
+
+/// The MQTT 5 properties of an outgoing PUBLISH: the remaining message expiry, the
+/// subscription identifiers, the topic alias, then the forwarded properties.
+fn v5_props(out: &mut Vec<u8>, msg: &Message, now: Millis, sub_ids: &[u32], alias: Option<u16>) {
+    use mqtt::props::id;
+    if let Some(t) = msg.expiry {
+        let secs = t.saturating_sub(now).div_ceil(1000).min(u32::MAX as u64) as u32;
+        out.push(id::MESSAGE_EXPIRY_INTERVAL);
+        out.extend_from_slice(&secs.to_be_bytes());
+    }
+    for &s in sub_ids {
+        out.push(id::SUBSCRIPTION_IDENTIFIER);
+        mqtt::write_remaining_length(out, s as usize);
+    }
+    if let Some(a) = alias {
+        out.push(id::TOPIC_ALIAS);
+        out.extend_from_slice(&a.to_be_bytes());
+    }
+    out.extend_from_slice(&msg.props);
 }
 
 /// `topic` under a listener's mount point.

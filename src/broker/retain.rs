@@ -111,13 +111,7 @@ mod tests {
     use std::rc::Rc;
 
     fn msg(t: &str, p: &str) -> Msg {
-        Rc::new(Message {
-            topic: t.into(),
-            payload: p.as_bytes().into(),
-            qos: QoS::AtMostOnce,
-            retain: true,
-            origin: None,
-        })
+        Rc::new(Message::new(t, p.as_bytes(), QoS::AtMostOnce, true))
     }
 
     #[test]

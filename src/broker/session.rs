@@ -2,8 +2,8 @@
 
 use std::collections::VecDeque;
 
-use super::{ConnId, Msg};
-use crate::mqtt::QoS;
+use super::{ConnId, Millis, Msg};
+use crate::mqtt::{QoS, SubOptions};
 
 /// What an outgoing QoS 1/2 message waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub struct Queued {
     pub msg: Msg,
     pub qos: QoS,
     pub retain: bool,
+    /// MQTT 5 subscription identifiers of the subscriptions it matched.
+    pub sub_ids: Box<[u32]>,
 }
 
 /// A message sent and not yet acknowledged.
@@ -27,14 +29,18 @@ pub struct Inflight {
     pub msg: Msg,
     pub qos: QoS,
     pub retain: bool,
+    pub sub_ids: Box<[u32]>,
 }
+
+/// Session expiry interval meaning "never" [MQTT-3.1.2.11.2].
+pub const NEVER: u32 = u32::MAX;
 
 pub struct Session {
     pub client_id: Box<str>,
     pub clean: bool,
     pub conn: Option<ConnId>,
-    /// The client's subscriptions, also held in the broker's trie.
-    pub subs: Vec<(Box<str>, QoS)>,
+    /// The client's subscriptions (filter, options, identifier), also held in the trie.
+    pub subs: Vec<(Box<str>, SubOptions, u32)>,
     pub queue: VecDeque<Queued>,
     /// In the order sent, which is the order they are resent in.
     pub inflight: VecDeque<Inflight>,
@@ -50,6 +56,14 @@ pub struct Session {
     pub username: Option<Box<str>>,
     /// The listener of its last connection.
     pub listener: usize,
+    /// Seconds it outlives its connection: 0 ends it at disconnect, `NEVER` keeps it.
+    pub expiry_interval: u32,
+    /// While away: when it expires.
+    pub expires_at: Option<Millis>,
+    /// A will waiting for its delay (MQTT 5 Will Delay Interval): when, and what.
+    pub pending_will: Option<(Millis, Msg)>,
+    /// Distinguishes this session from earlier ones in the same slot (for timers).
+    pub serial: u64,
 }
 
 impl Session {
@@ -68,6 +82,10 @@ impl Session {
             inflight_bytes: 0,
             username: None,
             listener: 0,
+            expiry_interval: 0,
+            expires_at: None,
+            pending_will: None,
+            serial: 0,
         }
     }
 
@@ -118,10 +136,14 @@ impl Session {
         }
     }
 
-    /// PUBREL: forgets an incoming QoS 2 `pid`.
-    pub fn release_incoming(&mut self, pid: u16) {
-        if let Ok(i) = self.incoming.binary_search(&pid) {
-            self.incoming.remove(i);
+    /// PUBREL: forgets an incoming QoS 2 `pid`; false if it was not known.
+    pub fn release_incoming(&mut self, pid: u16) -> bool {
+        match self.incoming.binary_search(&pid) {
+            Ok(i) => {
+                self.incoming.remove(i);
+                true
+            }
+            Err(_) => false,
         }
     }
 }

@@ -2,25 +2,36 @@
 
 use super::trie::{Trie, ROOT};
 use super::SessionId;
+#[cfg(test)]
 use crate::mqtt::QoS;
+use crate::mqtt::SubOptions;
+
+/// One session's subscription to one filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubEntry {
+    pub sid: SessionId,
+    pub opts: SubOptions,
+    /// MQTT 5 subscription identifier; 0 when none.
+    pub id: u32,
+}
 
 #[derive(Default)]
 pub struct Subscriptions {
-    trie: Trie<Vec<(SessionId, QoS)>>,
+    trie: Trie<Vec<SubEntry>>,
     count: usize,
 }
 
 impl Subscriptions {
     /// Adds or replaces `session`'s subscription to `filter` [MQTT-3.8.4-3]. Returns true when
     /// it replaced one.
-    pub fn insert(&mut self, filter: &str, session: SessionId, qos: QoS) -> bool {
+    pub fn insert(&mut self, filter: &str, entry: SubEntry) -> bool {
         let n = self.trie.find_or_insert(filter);
         let v = self.trie.val_mut(n);
-        if let Some(e) = v.iter_mut().find(|e| e.0 == session) {
-            e.1 = qos;
+        if let Some(e) = v.iter_mut().find(|e| e.sid == entry.sid) {
+            *e = entry;
             true
         } else {
-            v.push((session, qos));
+            v.push(entry);
             self.count += 1;
             false
         }
@@ -32,7 +43,7 @@ impl Subscriptions {
             return false;
         };
         let v = self.trie.val_mut(n);
-        let Some(i) = v.iter().position(|e| e.0 == session) else {
+        let Some(i) = v.iter().position(|e| e.sid == session) else {
             return false;
         };
         v.swap_remove(i);
@@ -50,15 +61,10 @@ impl Subscriptions {
         self.count == 0
     }
 
-    /// Appends to `out` every (session, granted QoS) whose filter matches `topic`, and then
-    /// reduces it to one entry per session with the highest QoS, so a client with overlapping
-    /// subscriptions receives the message once. `stack` is scratch space reused between calls.
-    pub fn matches(
-        &self,
-        topic: &str,
-        out: &mut Vec<(SessionId, QoS)>,
-        stack: &mut Vec<(usize, usize)>,
-    ) {
+    /// Fills `out` with every subscription whose filter matches `topic`, sorted by session so
+    /// that a session's overlapping subscriptions are adjacent (the caller delivers one copy).
+    /// `stack` is scratch space reused between calls.
+    pub fn matches(&self, topic: &str, out: &mut Vec<SubEntry>, stack: &mut Vec<(usize, usize)>) {
         out.clear();
         stack.clear();
         // Level boundaries are found on the fly: (node, byte offset of the next level, or
@@ -95,10 +101,22 @@ impl Subscriptions {
             }
         }
         if out.len() > 1 {
-            out.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            out.dedup_by_key(|e| e.0);
+            out.sort_unstable_by(|a, b| a.sid.cmp(&b.sid).then(b.opts.qos.cmp(&a.opts.qos)));
         }
     }
+}
+
+/// Reduces sorted matches to one (session, highest QoS) per session.
+#[cfg(test)]
+fn collapse(v: &[SubEntry]) -> Vec<(SessionId, QoS)> {
+    let mut out: Vec<(SessionId, QoS)> = Vec::new();
+    for e in v {
+        match out.last_mut() {
+            Some(l) if l.0 == e.sid => l.1 = l.1.max(e.opts.qos),
+            _ => out.push((e.sid, e.opts.qos)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -109,7 +127,15 @@ mod tests {
     fn m(s: &Subscriptions, t: &str) -> Vec<(SessionId, QoS)> {
         let mut out = Vec::new();
         s.matches(t, &mut out, &mut Vec::new());
-        out
+        collapse(&out)
+    }
+
+    fn e(sid: SessionId, qos: QoS) -> SubEntry {
+        SubEntry {
+            sid,
+            opts: qos.into(),
+            id: 0,
+        }
     }
 
     #[test]
@@ -123,7 +149,7 @@ mod tests {
         ];
         let mut s = Subscriptions::default();
         for (i, f) in filters.iter().enumerate() {
-            s.insert(f, i, QoS::AtMostOnce);
+            s.insert(f, e(i, QoS::AtMostOnce));
         }
         for t in topics {
             let got: Vec<usize> = m(&s, t).into_iter().map(|e| e.0).collect();
@@ -137,10 +163,10 @@ mod tests {
     #[test]
     fn overlapping_subscriptions_give_one_entry_at_highest_qos() {
         let mut s = Subscriptions::default();
-        s.insert("a/#", 1, QoS::AtMostOnce);
-        s.insert("a/b", 1, QoS::ExactlyOnce);
-        s.insert("+/b", 1, QoS::AtLeastOnce);
-        s.insert("a/b", 2, QoS::AtLeastOnce);
+        s.insert("a/#", e(1, QoS::AtMostOnce));
+        s.insert("a/b", e(1, QoS::ExactlyOnce));
+        s.insert("+/b", e(1, QoS::AtLeastOnce));
+        s.insert("a/b", e(2, QoS::AtLeastOnce));
         assert_eq!(
             m(&s, "a/b"),
             vec![(1, QoS::ExactlyOnce), (2, QoS::AtLeastOnce)]
@@ -151,8 +177,8 @@ mod tests {
     fn resubscribe_replaces_and_unsubscribe_prunes() {
         // [MQTT-3.8.4-3]
         let mut s = Subscriptions::default();
-        assert!(!s.insert("a/b", 1, QoS::AtMostOnce));
-        assert!(s.insert("a/b", 1, QoS::ExactlyOnce));
+        assert!(!s.insert("a/b", e(1, QoS::AtMostOnce)));
+        assert!(s.insert("a/b", e(1, QoS::ExactlyOnce)));
         assert_eq!(s.len(), 1);
         assert_eq!(m(&s, "a/b"), vec![(1, QoS::ExactlyOnce)]);
         assert!(s.remove("a/b", 1));
@@ -166,7 +192,7 @@ mod tests {
     fn thousands_of_levels_are_fine() {
         let mut s = Subscriptions::default();
         let deep = "x/".repeat(5000) + "#";
-        s.insert(&deep, 7, QoS::AtMostOnce);
+        s.insert(&deep, e(7, QoS::AtMostOnce));
         let t = "x/".repeat(6000) + "y";
         assert_eq!(m(&s, &t), vec![(7, QoS::AtMostOnce)]);
         assert!(s.remove(&deep, 7));

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::auth::acl::Acl;
-use crate::mqtt::{Connect, Publish, Will};
+use crate::mqtt::{Connect, Properties, Publish, Will};
 
 struct H {
     b: Broker,
@@ -19,6 +19,7 @@ fn enc(ps: &[Packet<'_>]) -> Vec<u8> {
 
 fn connect(id: &str, clean: bool, ka: u16) -> Connect<'_> {
     Connect {
+        props: Properties::default(),
         version: Version::V311,
         clean_session: clean,
         keep_alive: ka,
@@ -31,6 +32,7 @@ fn connect(id: &str, clean: bool, ka: u16) -> Connect<'_> {
 
 fn publish<'a>(topic: &'a str, payload: &'a [u8], qos: QoS, pid: Option<u16>) -> Packet<'a> {
     Packet::Publish(Publish {
+        props: Properties::default(),
         dup: false,
         qos,
         retain: false,
@@ -42,6 +44,7 @@ fn publish<'a>(topic: &'a str, payload: &'a [u8], qos: QoS, pid: Option<u16>) ->
 
 fn connack(sp: bool, code: u8) -> Packet<'static> {
     Packet::Connack {
+        props: Properties::default(),
         session_present: sp,
         code,
     }
@@ -89,13 +92,15 @@ impl H {
         self.send(
             id,
             Packet::Subscribe {
+                props: Properties::default(),
                 pid: 1,
-                filters: vec![(filter, qos)],
+                filters: vec![(filter, qos.into())],
             },
         );
         assert_eq!(
             self.take(id),
             enc(&[Packet::Suback {
+                props: Properties::default(),
                 pid: 1,
                 codes: vec![qos.as_u8()]
             }])
@@ -197,6 +202,7 @@ fn keepalive_expiry_closes_and_publishes_will() {
     h.subscriber(1, "watcher", "status/#", QoS::AtLeastOnce);
     let mut c = connect("sensor", true, 10);
     c.will = Some(Will {
+        props: Properties::default(),
         topic: "status/sensor",
         payload: b"offline",
         qos: QoS::AtLeastOnce,
@@ -211,6 +217,7 @@ fn keepalive_expiry_closes_and_publishes_will() {
     assert_eq!(
         h.take(1),
         enc(&[Packet::Publish(Publish {
+            props: Properties::default(),
             dup: false,
             qos: QoS::AtLeastOnce,
             retain: false,
@@ -256,13 +263,14 @@ fn disconnect_discards_the_will() {
     h.subscriber(1, "watcher", "#", QoS::AtMostOnce);
     let mut c = connect("sensor", true, 0);
     c.will = Some(Will {
+        props: Properties::default(),
         topic: "status/sensor",
         payload: b"offline",
         qos: QoS::AtMostOnce,
         retain: false,
     });
     h.client(2, c);
-    h.send(2, Packet::Disconnect);
+    h.send(2, Packet::disconnect());
     assert!(h.b.is_closed(2));
     assert!(h.take(1).is_empty());
 }
@@ -273,6 +281,7 @@ fn socket_loss_publishes_the_will() {
     h.subscriber(1, "watcher", "#", QoS::AtMostOnce);
     let mut c = connect("sensor", true, 0);
     c.will = Some(Will {
+        props: Properties::default(),
         topic: "w",
         payload: b"x",
         qos: QoS::AtMostOnce,
@@ -289,6 +298,7 @@ fn protocol_error_publishes_the_will() {
     h.subscriber(1, "watcher", "#", QoS::AtMostOnce);
     let mut c = connect("sensor", true, 0);
     c.will = Some(Will {
+        props: Properties::default(),
         topic: "w",
         payload: b"x",
         qos: QoS::AtMostOnce,
@@ -328,13 +338,13 @@ fn qos2_resend_before_pubrel_is_not_delivered_twice() {
     h.subscriber(1, "sub", "t", QoS::AtMostOnce);
     h.client(2, connect("pub", true, 0));
     h.send(2, publish("t", b"once", QoS::ExactlyOnce, Some(7)));
-    assert_eq!(h.take(2), enc(&[Packet::Pubrec(7)]));
+    assert_eq!(h.take(2), enc(&[Packet::pubrec(7)]));
     let mut dup = enc(&[publish("t", b"once", QoS::ExactlyOnce, Some(7))]);
     dup[0] |= 0x08;
     h.b.received(2, &dup, h.now);
-    assert_eq!(h.take(2), enc(&[Packet::Pubrec(7)]));
-    h.send(2, Packet::Pubrel(7));
-    assert_eq!(h.take(2), enc(&[Packet::Pubcomp(7)]));
+    assert_eq!(h.take(2), enc(&[Packet::pubrec(7)]));
+    h.send(2, Packet::pubrel(7));
+    assert_eq!(h.take(2), enc(&[Packet::pubcomp(7)]));
     assert_eq!(
         h.take(1),
         enc(&[publish("t", b"once", QoS::AtMostOnce, None)])
@@ -353,9 +363,9 @@ fn qos_flows_in_both_directions() {
     h.subscriber(1, "sub", "t", QoS::ExactlyOnce);
     h.client(2, connect("pub", true, 0));
     h.send(2, publish("t", b"1", QoS::AtLeastOnce, Some(1)));
-    assert_eq!(h.take(2), enc(&[Packet::Puback(1)]));
+    assert_eq!(h.take(2), enc(&[Packet::puback(1)]));
     h.send(2, publish("t", b"2", QoS::ExactlyOnce, Some(2)));
-    assert_eq!(h.take(2), enc(&[Packet::Pubrec(2)]));
+    assert_eq!(h.take(2), enc(&[Packet::pubrec(2)]));
     // Outbound QoS = min(published, granted).
     assert_eq!(
         h.take(1),
@@ -364,11 +374,11 @@ fn qos_flows_in_both_directions() {
             publish("t", b"2", QoS::ExactlyOnce, Some(2)),
         ])
     );
-    h.send(1, Packet::Puback(1));
-    h.send(1, Packet::Pubrec(2));
-    assert_eq!(h.take(1), enc(&[Packet::Pubrel(2)]));
+    h.send(1, Packet::puback(1));
+    h.send(1, Packet::pubrec(2));
+    assert_eq!(h.take(1), enc(&[Packet::pubrel(2)]));
     assert_eq!(h.b.session_queue("sub"), Some((0, 1)));
-    h.send(1, Packet::Pubcomp(2));
+    h.send(1, Packet::pubcomp(2));
     assert_eq!(h.b.session_queue("sub"), Some((0, 0)));
 }
 
@@ -391,8 +401,9 @@ fn overlapping_subscriptions_deliver_once_at_highest_qos() {
     h.send(
         1,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 2,
-            filters: vec![("a/+", QoS::AtLeastOnce)],
+            filters: vec![("a/+", QoS::AtLeastOnce.into())],
         },
     );
     h.take(1);
@@ -421,6 +432,7 @@ fn unsubscribe_stops_delivery() {
     h.send(
         1,
         Packet::Unsubscribe {
+            props: Properties::default(),
             pid: 9,
             filters: vec!["t"],
         },
@@ -439,6 +451,7 @@ fn retained_messages_stored_replaced_deleted() {
     h.client(2, connect("pub", true, 0));
     let retained = |p: &'static [u8]| {
         Packet::Publish(Publish {
+            props: Properties::default(),
             dup: false,
             qos: QoS::AtLeastOnce,
             retain: true,
@@ -454,18 +467,21 @@ fn retained_messages_stored_replaced_deleted() {
     h.send(
         1,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 1,
-            filters: vec![("home/#", QoS::AtMostOnce)],
+            filters: vec![("home/#", QoS::AtMostOnce.into())],
         },
     );
     assert_eq!(
         h.take(1),
         enc(&[
             Packet::Suback {
+                props: Properties::default(),
                 pid: 1,
                 codes: vec![0]
             },
             Packet::Publish(Publish {
+                props: Properties::default(),
                 dup: false,
                 qos: QoS::AtMostOnce,
                 retain: true,
@@ -496,12 +512,13 @@ fn persistent_session_queues_qos1_while_away() {
     h.send(
         1,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 1,
-            filters: vec![("t", QoS::AtLeastOnce)],
+            filters: vec![("t", QoS::AtLeastOnce.into())],
         },
     );
     h.take(1);
-    h.send(1, Packet::Disconnect);
+    h.send(1, Packet::disconnect());
     h.b.release(1);
     h.client(2, connect("pub", true, 0));
     h.send(2, publish("t", b"0", QoS::AtMostOnce, None));
@@ -526,8 +543,9 @@ fn unacknowledged_messages_are_resent_with_dup_on_reconnect() {
     h.send(
         1,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 1,
-            filters: vec![("t", QoS::ExactlyOnce)],
+            filters: vec![("t", QoS::ExactlyOnce.into())],
         },
     );
     h.take(1);
@@ -535,13 +553,13 @@ fn unacknowledged_messages_are_resent_with_dup_on_reconnect() {
     h.send(2, publish("t", b"a", QoS::AtLeastOnce, Some(1)));
     h.send(2, publish("t", b"b", QoS::ExactlyOnce, Some(2)));
     h.take(1);
-    h.send(1, Packet::Pubrec(2)); // b is half-way: PUBREL is due on resume.
+    h.send(1, Packet::pubrec(2)); // b is half-way: PUBREL is due on resume.
     h.take(1);
     h.b.lost(1, false, h.now);
     h.b.release(1);
     let mut dup = enc(&[publish("t", b"a", QoS::AtLeastOnce, Some(1))]);
     dup[0] |= 0x08;
-    dup.extend_from_slice(&enc(&[Packet::Pubrel(2)]));
+    dup.extend_from_slice(&enc(&[Packet::pubrel(2)]));
     let mut want = enc(&[connack(true, 0)]);
     want.extend_from_slice(&dup);
     assert_eq!(h.client(1, connect("sub", false, 0)), want);
@@ -554,11 +572,12 @@ fn clean_session_discards_the_old_session() {
     h.send(
         1,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 1,
-            filters: vec![("t", QoS::AtLeastOnce)],
+            filters: vec![("t", QoS::AtLeastOnce.into())],
         },
     );
-    h.send(1, Packet::Disconnect);
+    h.send(1, Packet::disconnect());
     h.b.release(1);
     assert_eq!(h.b.session_count(), 1);
     assert_eq!(
@@ -566,7 +585,7 @@ fn clean_session_discards_the_old_session() {
         enc(&[connack(false, 0)])
     );
     assert!(h.b.subscriptions().is_empty());
-    h.send(1, Packet::Disconnect);
+    h.send(1, Packet::disconnect());
     assert_eq!(h.b.session_count(), 0);
 }
 
@@ -591,7 +610,7 @@ fn inflight_window_and_queue_limit_bound_a_slow_subscriber() {
             publish("t", b"m", QoS::AtLeastOnce, Some(2)),
         ])
     );
-    h.send(1, Packet::Puback(1));
+    h.send(1, Packet::puback(1));
     assert_eq!(
         h.take(1),
         enc(&[publish("t", b"m", QoS::AtLeastOnce, Some(3))])
@@ -634,7 +653,7 @@ fn oversized_payload_is_dropped_but_acknowledged() {
     h.subscriber(1, "sub", "t", QoS::AtMostOnce);
     h.client(2, connect("pub", true, 0));
     h.send(2, publish("t", b"12345", QoS::AtLeastOnce, Some(1)));
-    assert_eq!(h.take(2), enc(&[Packet::Puback(1)]));
+    assert_eq!(h.take(2), enc(&[Packet::puback(1)]));
     assert!(h.take(1).is_empty());
     h.send(2, publish("t", b"1234", QoS::AtMostOnce, None));
     assert_eq!(
@@ -719,6 +738,7 @@ fn random_packet_sequences_keep_the_core_sound() {
             let pid = (next(5) + 1) as u16;
             let bytes = match next(14) {
                 0 | 1 => enc(&[Packet::Connect(Connect {
+                    props: Properties::default(),
                     version: if next(4) == 0 {
                         Version::V31
                     } else {
@@ -728,6 +748,7 @@ fn random_packet_sequences_keep_the_core_sound() {
                     keep_alive: next(3) as u16,
                     client_id: ids[next(4) as usize],
                     will: (next(2) == 0).then(|| Will {
+                        props: Properties::default(),
                         topic: topics[next(5) as usize],
                         payload: b"w",
                         qos,
@@ -738,6 +759,7 @@ fn random_packet_sequences_keep_the_core_sound() {
                 })]),
                 2..=4 => {
                     let mut b = enc(&[Packet::Publish(Publish {
+                        props: Properties::default(),
                         dup: false,
                         qos,
                         retain: next(3) == 0,
@@ -751,19 +773,21 @@ fn random_packet_sequences_keep_the_core_sound() {
                     b
                 }
                 5 => enc(&[Packet::Subscribe {
+                    props: Properties::default(),
                     pid,
-                    filters: vec![(filters[next(6) as usize], qos)],
+                    filters: vec![(filters[next(6) as usize], qos.into())],
                 }]),
                 6 => enc(&[Packet::Unsubscribe {
+                    props: Properties::default(),
                     pid,
                     filters: vec![filters[next(6) as usize]],
                 }]),
-                7 => enc(&[Packet::Puback(pid)]),
-                8 => enc(&[Packet::Pubrec(pid)]),
-                9 => enc(&[Packet::Pubrel(pid)]),
-                10 => enc(&[Packet::Pubcomp(pid)]),
+                7 => enc(&[Packet::puback(pid)]),
+                8 => enc(&[Packet::pubrec(pid)]),
+                9 => enc(&[Packet::pubrel(pid)]),
+                10 => enc(&[Packet::pubcomp(pid)]),
                 11 => enc(&[Packet::Pingreq]),
-                12 => enc(&[Packet::Disconnect]),
+                12 => enc(&[Packet::disconnect()]),
                 _ => {
                     let n = next(8) as usize;
                     (0..n).map(|_| next(256) as u8).collect()
@@ -885,11 +909,12 @@ fn acl_filters_publish_subscribe_and_delivery() {
     h.send(
         1,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 1,
             filters: vec![
-                ("home/#", QoS::AtMostOnce),
-                ("#", QoS::AtMostOnce),
-                ("other/+", QoS::AtMostOnce),
+                ("home/#", QoS::AtMostOnce.into()),
+                ("#", QoS::AtMostOnce.into()),
+                ("other/+", QoS::AtMostOnce.into()),
             ],
         },
     );
@@ -897,6 +922,7 @@ fn acl_filters_publish_subscribe_and_delivery() {
     assert_eq!(
         h.take(1),
         enc(&[Packet::Suback {
+            props: Properties::default(),
             pid: 1,
             codes: vec![0, 0x80, 0]
         }])
@@ -911,7 +937,7 @@ fn acl_filters_publish_subscribe_and_delivery() {
     );
     // Writing where only read is granted: dropped, yet acknowledged.
     h.send(2, publish("other/x", b"3", QoS::AtLeastOnce, Some(4)));
-    assert_eq!(h.take(2), enc(&[Packet::Puback(4)]));
+    assert_eq!(h.take(2), enc(&[Packet::puback(4)]));
     assert!(h.take(1).is_empty());
     // Anonymous clients get the rules before the first user line.
     h.client(3, connect("anon", true, 0));
@@ -925,6 +951,7 @@ fn acl_applies_to_retained_messages_and_their_source() {
     let mut h = with_policy(|p| p.acl = acl(rules), |_| {});
     h.client(1, login("writer", Some("w")));
     let retained = Packet::Publish(Publish {
+        props: Properties::default(),
         dup: false,
         qos: QoS::AtMostOnce,
         retain: true,
@@ -937,15 +964,18 @@ fn acl_applies_to_retained_messages_and_their_source() {
     h.send(
         2,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 1,
-            filters: vec![("r/#", QoS::AtMostOnce)],
+            filters: vec![("r/#", QoS::AtMostOnce.into())],
         },
     );
     let mut want = enc(&[Packet::Suback {
+        props: Properties::default(),
         pid: 1,
         codes: vec![0],
     }]);
     want.extend(enc(&[Packet::Publish(Publish {
+        props: Properties::default(),
         dup: false,
         qos: QoS::AtMostOnce,
         retain: true,
@@ -959,13 +989,15 @@ fn acl_applies_to_retained_messages_and_their_source() {
     h.send(
         2,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 2,
-            filters: vec![("r/#", QoS::AtMostOnce)],
+            filters: vec![("r/#", QoS::AtMostOnce.into())],
         },
     );
     assert_eq!(
         h.take(2),
         enc(&[Packet::Suback {
+            props: Properties::default(),
             pid: 2,
             codes: vec![0]
         }])
@@ -974,13 +1006,15 @@ fn acl_applies_to_retained_messages_and_their_source() {
     h.send(
         1,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 3,
-            filters: vec![("r/#", QoS::AtMostOnce)],
+            filters: vec![("r/#", QoS::AtMostOnce.into())],
         },
     );
     assert_eq!(
         h.take(1),
         enc(&[Packet::Suback {
+            props: Properties::default(),
             pid: 3,
             codes: vec![0x80]
         }])
@@ -1001,7 +1035,7 @@ fn sys_topics_are_read_only_to_clients() {
             Some(1),
         ),
     );
-    assert_eq!(h.take(2), enc(&[Packet::Puback(1)]));
+    assert_eq!(h.take(2), enc(&[Packet::puback(1)]));
     assert!(h.take(1).is_empty());
 }
 
@@ -1022,8 +1056,9 @@ fn mount_point_prefixes_topics_and_hides_the_prefix() {
     h.send(
         2,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 1,
-            filters: vec![("t", QoS::AtMostOnce)],
+            filters: vec![("t", QoS::AtMostOnce.into())],
         },
     );
     h.take(2);
@@ -1042,13 +1077,15 @@ fn max_qos_caps_grants_and_refuses_higher_publishes() {
     h.send(
         1,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 1,
-            filters: vec![("t", QoS::ExactlyOnce)],
+            filters: vec![("t", QoS::ExactlyOnce.into())],
         },
     );
     assert_eq!(
         h.take(1),
         enc(&[Packet::Suback {
+            props: Properties::default(),
             pid: 1,
             codes: vec![1]
         }])
@@ -1077,6 +1114,7 @@ fn retain_unavailable_closes_on_retained_publish() {
     h.b.received(
         1,
         &enc(&[Packet::Publish(Publish {
+            props: Properties::default(),
             dup: false,
             qos: QoS::AtMostOnce,
             retain: true,
@@ -1116,11 +1154,12 @@ fn qos0_queued_for_away_clients_when_configured() {
     h.send(
         1,
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 1,
-            filters: vec![("t", QoS::AtMostOnce)],
+            filters: vec![("t", QoS::AtMostOnce.into())],
         },
     );
-    h.send(1, Packet::Disconnect);
+    h.send(1, Packet::disconnect());
     h.b.release(1);
     h.client(2, connect("pub", true, 0));
     h.send(2, publish("t", b"q0", QoS::AtMostOnce, None));

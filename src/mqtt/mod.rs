@@ -12,10 +12,12 @@
 
 mod packet;
 mod primitives;
+pub mod props;
 pub mod topic;
 
 pub use packet::*;
 pub use primitives::{read_remaining_length, write_remaining_length, MAX_REMAINING_LENGTH};
+pub use props::Properties;
 
 use std::fmt;
 
@@ -26,6 +28,8 @@ pub enum Version {
     V31 = 3,
     /// MQTT 3.1.1, protocol name `MQTT`, level 4.
     V311 = 4,
+    /// MQTT 5.0, protocol name `MQTT`, level 5.
+    V5 = 5,
 }
 
 impl Version {

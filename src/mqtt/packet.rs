@@ -4,6 +4,7 @@ use super::primitives::{
     read_remaining_length, remaining_length_len, utf8, write_binary, write_remaining_length,
     write_u16, Reader,
 };
+use super::props::{Place, Properties};
 use super::topic;
 use super::{Error, QoS, Status, Version};
 
@@ -21,6 +22,7 @@ pub const UNSUBACK: u8 = 11;
 pub const PINGREQ: u8 = 12;
 pub const PINGRESP: u8 = 13;
 pub const DISCONNECT: u8 = 14;
+pub const AUTH: u8 = 15;
 
 /// CONNACK return codes of MQTT 3.1 / 3.1.1 (section 3.2.2.3).
 pub mod connack {
@@ -41,17 +43,21 @@ pub struct Will<'a> {
     pub payload: &'a [u8],
     pub qos: QoS,
     pub retain: bool,
+    /// MQTT 5 will properties.
+    pub props: Properties<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect<'a> {
     pub version: Version,
+    /// Clean Session (3.1.1) / Clean Start (5.0).
     pub clean_session: bool,
     pub keep_alive: u16,
     pub client_id: &'a str,
     pub will: Option<Will<'a>>,
     pub username: Option<&'a str>,
     pub password: Option<&'a [u8]>,
+    pub props: Properties<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,40 +65,155 @@ pub struct Publish<'a> {
     pub dup: bool,
     pub qos: QoS,
     pub retain: bool,
+    /// Empty only in MQTT 5 with a topic alias.
     pub topic: &'a str,
     /// Present exactly when `qos` is 1 or 2.
     pub pid: Option<u16>,
     pub payload: &'a [u8],
+    pub props: Properties<'a>,
 }
 
+/// PUBACK, PUBREC, PUBREL, PUBCOMP: a packet identifier, and in MQTT 5 a reason code and
+/// properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack<'a> {
+    pub pid: u16,
+    pub reason: u8,
+    pub props: Properties<'a>,
+}
+
+impl Ack<'_> {
+    /// Success, no properties.
+    pub fn new(pid: u16) -> Ack<'static> {
+        Ack {
+            pid,
+            reason: 0,
+            props: Properties::default(),
+        }
+    }
+}
+
+/// Subscription options (MQTT 5 section 3.8.3.1; 3.1.1 uses only the QoS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubOptions {
+    pub qos: QoS,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    /// 0: send retained messages at subscribe; 1: only if the subscription is new; 2: never.
+    pub retain_handling: u8,
+}
+
+impl From<QoS> for SubOptions {
+    fn from(qos: QoS) -> SubOptions {
+        SubOptions {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
+        }
+    }
+}
+
+impl SubOptions {
+    pub fn byte(&self) -> u8 {
+        self.qos.as_u8()
+            | (self.no_local as u8) << 2
+            | (self.retain_as_published as u8) << 3
+            | self.retain_handling << 4
+    }
+}
+
+/// A decoded packet. It lives on the stack only while it is handled, so its size (the
+/// CONNECT variant carries two property sets) costs nothing, while boxing would cost an
+/// allocation per packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet<'a> {
     Connect(Connect<'a>),
     Connack {
         session_present: bool,
         code: u8,
+        props: Properties<'a>,
     },
     Publish(Publish<'a>),
-    Puback(u16),
-    Pubrec(u16),
-    Pubrel(u16),
-    Pubcomp(u16),
+    Puback(Ack<'a>),
+    Pubrec(Ack<'a>),
+    Pubrel(Ack<'a>),
+    Pubcomp(Ack<'a>),
     Subscribe {
         pid: u16,
-        filters: Vec<(&'a str, QoS)>,
+        filters: Vec<(&'a str, SubOptions)>,
+        props: Properties<'a>,
     },
     Suback {
         pid: u16,
         codes: Vec<u8>,
+        props: Properties<'a>,
     },
     Unsubscribe {
         pid: u16,
         filters: Vec<&'a str>,
+        props: Properties<'a>,
     },
-    Unsuback(u16),
+    /// `codes` is empty in MQTT 3.1.1.
+    Unsuback {
+        pid: u16,
+        codes: Vec<u8>,
+        props: Properties<'a>,
+    },
     Pingreq,
     Pingresp,
-    Disconnect,
+    Disconnect {
+        reason: u8,
+        props: Properties<'a>,
+    },
+    /// MQTT 5 only.
+    Auth {
+        reason: u8,
+        props: Properties<'a>,
+    },
+}
+
+impl Packet<'static> {
+    pub fn puback(pid: u16) -> Self {
+        Packet::Puback(Ack::new(pid))
+    }
+    pub fn pubrec(pid: u16) -> Self {
+        Packet::Pubrec(Ack::new(pid))
+    }
+    pub fn pubrel(pid: u16) -> Self {
+        Packet::Pubrel(Ack::new(pid))
+    }
+    pub fn pubcomp(pid: u16) -> Self {
+        Packet::Pubcomp(Ack::new(pid))
+    }
+    pub fn unsuback(pid: u16) -> Self {
+        Packet::Unsuback {
+            pid,
+            codes: Vec::new(),
+            props: Properties::default(),
+        }
+    }
+    pub fn disconnect() -> Self {
+        Packet::Disconnect {
+            reason: 0,
+            props: Properties::default(),
+        }
+    }
+    pub fn connack(session_present: bool, code: u8) -> Self {
+        Packet::Connack {
+            session_present,
+            code,
+            props: Properties::default(),
+        }
+    }
+    pub fn suback(pid: u16, codes: Vec<u8>) -> Self {
+        Packet::Suback {
+            pid,
+            codes,
+            props: Properties::default(),
+        }
+    }
 }
 
 impl Packet<'_> {
@@ -101,6 +222,7 @@ impl Packet<'_> {
         match self {
             Packet::Connect(_) => "CONNECT",
             Packet::Connack { .. } => "CONNACK",
+            Packet::Auth { .. } => "AUTH",
             Packet::Publish(_) => "PUBLISH",
             Packet::Puback(_) => "PUBACK",
             Packet::Pubrec(_) => "PUBREC",
@@ -109,10 +231,10 @@ impl Packet<'_> {
             Packet::Subscribe { .. } => "SUBSCRIBE",
             Packet::Suback { .. } => "SUBACK",
             Packet::Unsubscribe { .. } => "UNSUBSCRIBE",
-            Packet::Unsuback(_) => "UNSUBACK",
+            Packet::Unsuback { .. } => "UNSUBACK",
             Packet::Pingreq => "PINGREQ",
             Packet::Pingresp => "PINGRESP",
-            Packet::Disconnect => "DISCONNECT",
+            Packet::Disconnect { .. } => "DISCONNECT",
         }
     }
 }
@@ -180,7 +302,7 @@ fn check_flags(byte1: u8) -> Result<(), Error> {
         }
         PUBREL | SUBSCRIBE | UNSUBSCRIBE => 0x02,
         CONNECT | CONNACK | PUBACK | PUBREC | PUBCOMP | SUBACK | UNSUBACK | PINGREQ | PINGRESP
-        | DISCONNECT => 0x00,
+        | DISCONNECT | AUTH => 0x00,
         _ => {
             return Err(Error::Malformed(
                 "[MQTT-2.2.1] reserved control packet type",
@@ -227,7 +349,7 @@ fn end(r: &Reader<'_>) -> Result<(), Error> {
 
 /// Decodes a packet body, every byte of which is present.
 pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_>, Error> {
-    let _ = version;
+    let v5 = version == Version::V5;
     let mut r = Reader::new(body);
     let p = match byte1 >> 4 {
         CONNECT => return decode_connect(&mut r),
@@ -239,21 +361,34 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
                     "[MQTT-3.2.2-1] CONNACK reserved flags set",
                 ));
             }
+            let props = if v5 {
+                Properties::decode(&mut r, Place::Connack)?
+            } else {
+                Properties::default()
+            };
             Packet::Connack {
                 session_present: flags & 1 == 1,
                 code,
+                props,
             }
         }
         PUBLISH => {
             let qos = QoS::from_u8((byte1 >> 1) & 3)
                 .ok_or(Error::Malformed("[MQTT-3.3.1-4] PUBLISH with QoS 3"))?;
             let t = r.string()?;
-            topic::validate_name(t)?;
             let id = if qos == QoS::AtMostOnce {
                 None
             } else {
                 Some(pid(&mut r)?)
             };
+            let props = if v5 {
+                Properties::decode(&mut r, Place::Publish)?
+            } else {
+                Properties::default()
+            };
+            if !(v5 && t.is_empty() && props.topic_alias.is_some()) {
+                topic::validate_name(t)?;
+            }
             Packet::Publish(Publish {
                 dup: byte1 & 0x08 != 0,
                 qos,
@@ -261,42 +396,78 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
                 topic: t,
                 pid: id,
                 payload: r.rest(),
+                props,
             })
         }
-        PUBACK => Packet::Puback(pid(&mut r)?),
-        PUBREC => Packet::Pubrec(pid(&mut r)?),
-        PUBREL => Packet::Pubrel(pid(&mut r)?),
-        PUBCOMP => Packet::Pubcomp(pid(&mut r)?),
+        PUBACK => Packet::Puback(ack(&mut r, v5, Place::Puback)?),
+        PUBREC => Packet::Pubrec(ack(&mut r, v5, Place::Pubrec)?),
+        PUBREL => Packet::Pubrel(ack(&mut r, v5, Place::Pubrel)?),
+        PUBCOMP => Packet::Pubcomp(ack(&mut r, v5, Place::Pubcomp)?),
         SUBSCRIBE => {
             let id = pid(&mut r)?;
+            let props = if v5 {
+                Properties::decode(&mut r, Place::Subscribe)?
+            } else {
+                Properties::default()
+            };
             let mut filters = Vec::new();
             while !r.is_empty() {
                 let f = r.string()?;
                 let opts = r.u8()?;
-                if opts & 0xfc != 0 {
+                let reserved = if v5 { 0xc0 } else { 0xfc };
+                if opts & reserved != 0 {
                     return Err(Error::Malformed(
-                        "[MQTT-3.8.3-4] SUBSCRIBE requested QoS reserved bits set",
+                        "[MQTT-3.8.3-4] [MQTT-3.8.3-5] SUBSCRIBE options reserved bits set",
                     ));
                 }
-                let qos = QoS::from_u8(opts)
+                let qos = QoS::from_u8(opts & 3)
                     .ok_or(Error::Malformed("[MQTT-3.8.3-4] SUBSCRIBE requested QoS 3"))?;
+                let retain_handling = (opts >> 4) & 3;
+                if retain_handling == 3 {
+                    return Err(Error::Protocol("SUBSCRIBE retain handling 3"));
+                }
                 topic::validate_filter(f)?;
-                filters.push((f, qos));
+                filters.push((
+                    f,
+                    SubOptions {
+                        qos,
+                        no_local: opts & 0x04 != 0,
+                        retain_as_published: opts & 0x08 != 0,
+                        retain_handling,
+                    },
+                ));
             }
             if filters.is_empty() {
                 return Err(Error::Protocol(
                     "[MQTT-3.8.3-3] SUBSCRIBE with no topic filter",
                 ));
             }
-            Packet::Subscribe { pid: id, filters }
+            Packet::Subscribe {
+                pid: id,
+                filters,
+                props,
+            }
         }
         SUBACK => {
             let id = pid(&mut r)?;
-            let codes = r.rest().to_vec();
-            Packet::Suback { pid: id, codes }
+            let props = if v5 {
+                Properties::decode(&mut r, Place::Suback)?
+            } else {
+                Properties::default()
+            };
+            Packet::Suback {
+                pid: id,
+                codes: r.rest().to_vec(),
+                props,
+            }
         }
         UNSUBSCRIBE => {
             let id = pid(&mut r)?;
+            let props = if v5 {
+                Properties::decode(&mut r, Place::Unsubscribe)?
+            } else {
+                Properties::default()
+            };
             let mut filters = Vec::new();
             while !r.is_empty() {
                 let f = r.string()?;
@@ -308,12 +479,36 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
                     "[MQTT-3.10.3-2] UNSUBSCRIBE with no topic filter",
                 ));
             }
-            Packet::Unsubscribe { pid: id, filters }
+            Packet::Unsubscribe {
+                pid: id,
+                filters,
+                props,
+            }
         }
-        UNSUBACK => Packet::Unsuback(pid(&mut r)?),
+        UNSUBACK => {
+            let id = pid(&mut r)?;
+            let (props, codes) = if v5 {
+                let p = Properties::decode(&mut r, Place::Unsuback)?;
+                (p, r.rest().to_vec())
+            } else {
+                (Properties::default(), Vec::new())
+            };
+            Packet::Unsuback {
+                pid: id,
+                codes,
+                props,
+            }
+        }
         PINGREQ => Packet::Pingreq,
         PINGRESP => Packet::Pingresp,
-        DISCONNECT => Packet::Disconnect,
+        DISCONNECT => {
+            let (reason, props) = reason_props(&mut r, v5, Place::Disconnect)?;
+            Packet::Disconnect { reason, props }
+        }
+        AUTH if v5 => {
+            let (reason, props) = reason_props(&mut r, v5, Place::Auth)?;
+            Packet::Auth { reason, props }
+        }
         _ => {
             return Err(Error::Malformed(
                 "[MQTT-2.2.1] reserved control packet type",
@@ -324,11 +519,42 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
     Ok(p)
 }
 
+/// An acknowledgement body: the packet identifier, then in MQTT 5 an optional reason code and
+/// optional properties (absent when the remaining length stops before them).
+fn ack<'a>(r: &mut Reader<'a>, v5: bool, place: Place) -> Result<Ack<'a>, Error> {
+    let id = pid(r)?;
+    let (reason, props) = reason_props(r, v5, place)?;
+    Ok(Ack {
+        pid: id,
+        reason,
+        props,
+    })
+}
+
+/// MQTT 5's optional reason code and optional properties at the end of a packet.
+fn reason_props<'a>(
+    r: &mut Reader<'a>,
+    v5: bool,
+    place: Place,
+) -> Result<(u8, Properties<'a>), Error> {
+    if !v5 || r.is_empty() {
+        return Ok((0, Properties::default()));
+    }
+    let reason = r.u8()?;
+    let props = if r.is_empty() {
+        Properties::default()
+    } else {
+        Properties::decode(r, place)?
+    };
+    Ok((reason, props))
+}
+
 fn decode_connect<'a>(r: &mut Reader<'a>) -> Result<Packet<'a>, Error> {
     let name = r.binary()?;
     let level = r.u8()?;
     let version = match (name, level) {
         (b"MQTT", 4) => Version::V311,
+        (b"MQTT", 5) => Version::V5,
         (b"MQIsdp", 3) => Version::V31,
         (b"MQTT", l) | (b"MQIsdp", l) => return Err(Error::UnsupportedVersion(l)),
         _ => {
@@ -342,6 +568,11 @@ fn decode_connect<'a>(r: &mut Reader<'a>) -> Result<Packet<'a>, Error> {
         return Err(Error::Malformed("[MQTT-3.1.2-3] CONNECT reserved flag set"));
     }
     let keep_alive = r.u16()?;
+    let props = if version == Version::V5 {
+        Properties::decode(r, Place::Connect)?
+    } else {
+        Properties::default()
+    };
     let will_flag = flags & 0x04 != 0;
     let will_qos = (flags >> 3) & 0x03;
     let will_retain = flags & 0x20 != 0;
@@ -362,6 +593,11 @@ fn decode_connect<'a>(r: &mut Reader<'a>) -> Result<Packet<'a>, Error> {
     }
     let client_id = r.string()?;
     let will = if will_flag {
+        let wprops = if version == Version::V5 {
+            Properties::decode(r, Place::Will)?
+        } else {
+            Properties::default()
+        };
         let t = r.string()?;
         topic::validate_name(t)?;
         let payload = r.binary()?;
@@ -370,6 +606,7 @@ fn decode_connect<'a>(r: &mut Reader<'a>) -> Result<Packet<'a>, Error> {
             payload,
             qos: QoS::from_u8(will_qos).unwrap_or(QoS::AtMostOnce),
             retain: will_retain,
+            props: wprops,
         })
     } else {
         None
@@ -380,9 +617,14 @@ fn decode_connect<'a>(r: &mut Reader<'a>) -> Result<Packet<'a>, Error> {
         None
     };
     // MQTT 3.1 clients may set the password flag alone; the password is then read and ignored.
+    // MQTT 5 allows a password without a user name.
     let password = if password_flag {
         let p = r.binary()?;
-        username.map(|_| p)
+        if version == Version::V5 {
+            Some(p)
+        } else {
+            username.map(|_| p)
+        }
     } else {
         None
     };
@@ -395,6 +637,7 @@ fn decode_connect<'a>(r: &mut Reader<'a>) -> Result<Packet<'a>, Error> {
         will,
         username,
         password,
+        props,
     }))
 }
 
@@ -405,7 +648,9 @@ fn header(out: &mut Vec<u8>, byte1: u8, remaining: usize) {
 }
 
 /// Appends a PUBLISH. The caller passes a topic of at most 65,535 bytes and a packet identifier
-/// exactly when `qos` is 1 or 2.
+/// exactly when `qos` is 1 or 2. `props` is `Some(encoded property bytes, without their
+/// length)` for an MQTT 5 receiver, `None` for 3.1/3.1.1.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_publish(
     out: &mut Vec<u8>,
     dup: bool,
@@ -413,73 +658,218 @@ pub fn encode_publish(
     retain: bool,
     topic: &str,
     pid: Option<u16>,
+    props: Option<&[u8]>,
     payload: &[u8],
 ) {
     let byte1 = (PUBLISH << 4) | ((dup as u8) << 3) | (qos.as_u8() << 1) | retain as u8;
-    let remaining = 2 + topic.len() + if pid.is_some() { 2 } else { 0 } + payload.len();
+    let props_len = props.map_or(0, |p| remaining_length_len(p.len()) + p.len());
+    let remaining = 2 + topic.len() + if pid.is_some() { 2 } else { 0 } + props_len + payload.len();
     header(out, byte1, remaining);
     write_binary(out, topic.as_bytes());
     if let Some(id) = pid {
         write_u16(out, id);
     }
+    if let Some(p) = props {
+        write_remaining_length(out, p.len());
+        out.extend_from_slice(p);
+    }
     out.extend_from_slice(payload);
 }
 
-/// Appends PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK.
+/// The encoded size of a PUBLISH, for checking a client's Maximum Packet Size.
+pub fn publish_len(topic: &str, pid: bool, props: Option<&[u8]>, payload: usize) -> usize {
+    let props_len = props.map_or(0, |p| remaining_length_len(p.len()) + p.len());
+    let remaining = 2 + topic.len() + if pid { 2 } else { 0 } + props_len + payload;
+    1 + remaining_length_len(remaining) + remaining
+}
+
+/// Appends PUBACK, PUBREC, PUBREL, PUBCOMP (3.1.1, or MQTT 5's short form: success and no
+/// properties).
 pub fn encode_ack(out: &mut Vec<u8>, kind: u8, pid: u16) {
     let flags = if kind == PUBREL { 0x02 } else { 0 };
     out.extend_from_slice(&[(kind << 4) | flags, 2]);
     write_u16(out, pid);
 }
 
+/// Appends an MQTT 5 acknowledgement with a reason code and properties, in the shortest form
+/// the spec allows.
+pub fn encode_ack_v5(out: &mut Vec<u8>, kind: u8, pid: u16, reason: u8, props: &Properties<'_>) {
+    if props.is_empty() {
+        if reason == 0 {
+            return encode_ack(out, kind, pid);
+        }
+        let flags = if kind == PUBREL { 0x02 } else { 0 };
+        out.extend_from_slice(&[(kind << 4) | flags, 3]);
+        write_u16(out, pid);
+        out.push(reason);
+        return;
+    }
+    let mut body = Vec::new();
+    write_u16(&mut body, pid);
+    body.push(reason);
+    props.encode(&mut body);
+    let flags = if kind == PUBREL { 0x02 } else { 0 };
+    header(out, (kind << 4) | flags, body.len());
+    out.extend_from_slice(&body);
+}
+
 pub fn encode_connack(out: &mut Vec<u8>, session_present: bool, code: u8) {
     out.extend_from_slice(&[CONNACK << 4, 2, session_present as u8, code]);
 }
 
-pub fn encode_suback(out: &mut Vec<u8>, pid: u16, codes: &[u8]) {
-    header(out, SUBACK << 4, 2 + codes.len());
-    write_u16(out, pid);
-    out.extend_from_slice(codes);
+pub fn encode_connack_v5(
+    out: &mut Vec<u8>,
+    session_present: bool,
+    code: u8,
+    props: &Properties<'_>,
+) {
+    let mut body = vec![session_present as u8, code];
+    props.encode(&mut body);
+    header(out, CONNACK << 4, body.len());
+    out.extend_from_slice(&body);
+}
+
+/// SUBACK; `props` only for MQTT 5.
+pub fn encode_suback(out: &mut Vec<u8>, pid: u16, props: Option<&Properties<'_>>, codes: &[u8]) {
+    let mut body = Vec::with_capacity(3 + codes.len());
+    write_u16(&mut body, pid);
+    if let Some(p) = props {
+        p.encode(&mut body);
+    }
+    body.extend_from_slice(codes);
+    header(out, SUBACK << 4, body.len());
+    out.extend_from_slice(&body);
+}
+
+/// UNSUBACK; `props` and `codes` only for MQTT 5.
+pub fn encode_unsuback(out: &mut Vec<u8>, pid: u16, props: Option<&Properties<'_>>, codes: &[u8]) {
+    match props {
+        None => encode_ack(out, UNSUBACK, pid),
+        Some(p) => {
+            let mut body = Vec::new();
+            write_u16(&mut body, pid);
+            p.encode(&mut body);
+            body.extend_from_slice(codes);
+            header(out, UNSUBACK << 4, body.len());
+            out.extend_from_slice(&body);
+        }
+    }
+}
+
+/// MQTT 5 DISCONNECT (or AUTH with `kind`), shortest form.
+pub fn encode_reason(out: &mut Vec<u8>, kind: u8, reason: u8, props: &Properties<'_>) {
+    if props.is_empty() {
+        if reason == 0 {
+            out.extend_from_slice(&[kind << 4, 0]);
+        } else {
+            out.extend_from_slice(&[kind << 4, 1, reason]);
+        }
+        return;
+    }
+    let mut body = vec![reason];
+    props.encode(&mut body);
+    header(out, kind << 4, body.len());
+    out.extend_from_slice(&body);
 }
 
 impl Packet<'_> {
-    /// Appends the packet's bytes to `out`.
+    /// Appends the packet's bytes as MQTT 3.1.1 (CONNECT uses its own version).
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_version(Version::V311, out)
+    }
+
+    /// Appends the packet's bytes in the format of `version`.
+    pub fn encode_version(&self, version: Version, out: &mut Vec<u8>) {
+        let v5 = version == Version::V5;
+        let ack = |out: &mut Vec<u8>, kind: u8, a: &Ack<'_>| {
+            if v5 {
+                encode_ack_v5(out, kind, a.pid, a.reason, &a.props)
+            } else {
+                encode_ack(out, kind, a.pid)
+            }
+        };
         match self {
             Packet::Connect(c) => encode_connect(out, c),
             Packet::Connack {
                 session_present,
                 code,
-            } => encode_connack(out, *session_present, *code),
+                props,
+            } => {
+                if v5 {
+                    encode_connack_v5(out, *session_present, *code, props)
+                } else {
+                    encode_connack(out, *session_present, *code)
+                }
+            }
             Packet::Publish(p) => {
-                encode_publish(out, p.dup, p.qos, p.retain, p.topic, p.pid, p.payload)
-            }
-            Packet::Puback(id) => encode_ack(out, PUBACK, *id),
-            Packet::Pubrec(id) => encode_ack(out, PUBREC, *id),
-            Packet::Pubrel(id) => encode_ack(out, PUBREL, *id),
-            Packet::Pubcomp(id) => encode_ack(out, PUBCOMP, *id),
-            Packet::Unsuback(id) => encode_ack(out, UNSUBACK, *id),
-            Packet::Subscribe { pid, filters } => {
-                let len = 2 + filters.iter().map(|(f, _)| 3 + f.len()).sum::<usize>();
-                header(out, (SUBSCRIBE << 4) | 2, len);
-                write_u16(out, *pid);
-                for (f, q) in filters {
-                    write_binary(out, f.as_bytes());
-                    out.push(q.as_u8());
+                let mut body = Vec::new();
+                if v5 {
+                    p.props.encode_body(&mut body);
                 }
+                encode_publish(
+                    out,
+                    p.dup,
+                    p.qos,
+                    p.retain,
+                    p.topic,
+                    p.pid,
+                    v5.then_some(&body[..]),
+                    p.payload,
+                )
             }
-            Packet::Suback { pid, codes } => encode_suback(out, *pid, codes),
-            Packet::Unsubscribe { pid, filters } => {
-                let len = 2 + filters.iter().map(|f| 2 + f.len()).sum::<usize>();
-                header(out, (UNSUBSCRIBE << 4) | 2, len);
-                write_u16(out, *pid);
+            Packet::Puback(a) => ack(out, PUBACK, a),
+            Packet::Pubrec(a) => ack(out, PUBREC, a),
+            Packet::Pubrel(a) => ack(out, PUBREL, a),
+            Packet::Pubcomp(a) => ack(out, PUBCOMP, a),
+            Packet::Unsuback { pid, codes, props } => {
+                encode_unsuback(out, *pid, v5.then_some(props), codes)
+            }
+            Packet::Subscribe {
+                pid,
+                filters,
+                props,
+            } => {
+                let mut body = Vec::new();
+                write_u16(&mut body, *pid);
+                if v5 {
+                    props.encode(&mut body);
+                }
+                for (f, o) in filters {
+                    write_binary(&mut body, f.as_bytes());
+                    body.push(if v5 { o.byte() } else { o.qos.as_u8() });
+                }
+                header(out, (SUBSCRIBE << 4) | 2, body.len());
+                out.extend_from_slice(&body);
+            }
+            Packet::Suback { pid, codes, props } => {
+                encode_suback(out, *pid, v5.then_some(props), codes)
+            }
+            Packet::Unsubscribe {
+                pid,
+                filters,
+                props,
+            } => {
+                let mut body = Vec::new();
+                write_u16(&mut body, *pid);
+                if v5 {
+                    props.encode(&mut body);
+                }
                 for f in filters {
-                    write_binary(out, f.as_bytes());
+                    write_binary(&mut body, f.as_bytes());
                 }
+                header(out, (UNSUBSCRIBE << 4) | 2, body.len());
+                out.extend_from_slice(&body);
             }
             Packet::Pingreq => out.extend_from_slice(&[PINGREQ << 4, 0]),
             Packet::Pingresp => out.extend_from_slice(&[PINGRESP << 4, 0]),
-            Packet::Disconnect => out.extend_from_slice(&[DISCONNECT << 4, 0]),
+            Packet::Disconnect { reason, props } => {
+                if v5 {
+                    encode_reason(out, DISCONNECT, *reason, props)
+                } else {
+                    out.extend_from_slice(&[DISCONNECT << 4, 0])
+                }
+            }
+            Packet::Auth { reason, props } => encode_reason(out, AUTH, *reason, props),
         }
     }
 }
@@ -487,41 +877,46 @@ impl Packet<'_> {
 fn encode_connect(out: &mut Vec<u8>, c: &Connect<'_>) {
     let name: &[u8] = match c.version {
         Version::V31 => b"MQIsdp",
-        Version::V311 => b"MQTT",
+        Version::V311 | Version::V5 => b"MQTT",
     };
+    let v5 = c.version == Version::V5;
     let mut flags = 0u8;
     if c.clean_session {
         flags |= 0x02;
     }
-    let mut len = 2 + name.len() + 1 + 1 + 2 + 2 + c.client_id.len();
+    let mut body = Vec::new();
+    write_binary(&mut body, name);
+    body.push(c.version.level());
     if let Some(w) = &c.will {
         flags |= 0x04 | (w.qos.as_u8() << 3) | if w.retain { 0x20 } else { 0 };
-        len += 4 + w.topic.len() + w.payload.len();
     }
-    if let Some(u) = c.username {
+    if c.username.is_some() {
         flags |= 0x80;
-        len += 2 + u.len();
     }
-    if let Some(p) = c.password {
+    if c.password.is_some() {
         flags |= 0x40;
-        len += 2 + p.len();
     }
-    header(out, CONNECT << 4, len);
-    write_binary(out, name);
-    out.push(c.version.level());
-    out.push(flags);
-    write_u16(out, c.keep_alive);
-    write_binary(out, c.client_id.as_bytes());
+    body.push(flags);
+    write_u16(&mut body, c.keep_alive);
+    if v5 {
+        c.props.encode(&mut body);
+    }
+    write_binary(&mut body, c.client_id.as_bytes());
     if let Some(w) = &c.will {
-        write_binary(out, w.topic.as_bytes());
-        write_binary(out, w.payload);
+        if v5 {
+            w.props.encode(&mut body);
+        }
+        write_binary(&mut body, w.topic.as_bytes());
+        write_binary(&mut body, w.payload);
     }
     if let Some(u) = c.username {
-        write_binary(out, u.as_bytes());
+        write_binary(&mut body, u.as_bytes());
     }
     if let Some(p) = c.password {
-        write_binary(out, p);
+        write_binary(&mut body, p);
     }
+    header(out, CONNECT << 4, body.len());
+    out.extend_from_slice(&body);
 }
 
 /// Validates a string that will be written as an MQTT UTF-8 string (used for configuration

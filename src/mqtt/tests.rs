@@ -11,6 +11,7 @@ fn dec(b: &[u8]) -> Result<Status<Packet<'_>>, Error> {
 fn samples() -> Vec<Packet<'static>> {
     vec![
         Packet::Connect(Connect {
+            props: Properties::default(),
             version: Version::V311,
             clean_session: true,
             keep_alive: 60,
@@ -20,11 +21,13 @@ fn samples() -> Vec<Packet<'static>> {
             password: None,
         }),
         Packet::Connect(Connect {
+            props: Properties::default(),
             version: Version::V31,
             clean_session: false,
             keep_alive: 0,
             client_id: "c",
             will: Some(Will {
+                props: Properties::default(),
                 topic: "dead/c",
                 payload: b"gone",
                 qos: QoS::ExactlyOnce,
@@ -34,10 +37,12 @@ fn samples() -> Vec<Packet<'static>> {
             password: Some(b"secret"),
         }),
         Packet::Connack {
+            props: Properties::default(),
             session_present: true,
             code: 0,
         },
         Packet::Publish(Publish {
+            props: Properties::default(),
             dup: false,
             qos: QoS::AtMostOnce,
             retain: false,
@@ -46,6 +51,7 @@ fn samples() -> Vec<Packet<'static>> {
             payload: b"Hello world",
         }),
         Packet::Publish(Publish {
+            props: Properties::default(),
             dup: true,
             qos: QoS::ExactlyOnce,
             retain: true,
@@ -53,29 +59,32 @@ fn samples() -> Vec<Packet<'static>> {
             pid: Some(65535),
             payload: &[0u8; 300],
         }),
-        Packet::Puback(1),
-        Packet::Pubrec(2),
-        Packet::Pubrel(3),
-        Packet::Pubcomp(4),
+        Packet::puback(1),
+        Packet::pubrec(2),
+        Packet::pubrel(3),
+        Packet::pubcomp(4),
         Packet::Subscribe {
+            props: Properties::default(),
             pid: 7,
             filters: vec![
-                ("home/+/sitting_room", QoS::AtLeastOnce),
-                ("#", QoS::ExactlyOnce),
+                ("home/+/sitting_room", QoS::AtLeastOnce.into()),
+                ("#", QoS::ExactlyOnce.into()),
             ],
         },
         Packet::Suback {
+            props: Properties::default(),
             pid: 7,
             codes: vec![1, 2, 0x80],
         },
         Packet::Unsubscribe {
+            props: Properties::default(),
             pid: 8,
             filters: vec!["a/#"],
         },
-        Packet::Unsuback(8),
+        Packet::unsuback(8),
         Packet::Pingreq,
         Packet::Pingresp,
-        Packet::Disconnect,
+        Packet::disconnect(),
     ]
 }
 
@@ -124,6 +133,7 @@ fn exact_bytes_of_common_packets() {
         true,
         "a/b",
         Some(10),
+        None,
         b"hi",
     );
     assert_eq!(
@@ -134,7 +144,7 @@ fn exact_bytes_of_common_packets() {
     encode_ack(&mut out, PUBREL, 0x0102);
     assert_eq!(out, [0x62, 0x02, 0x01, 0x02]);
     out.clear();
-    encode_suback(&mut out, 1, &[0, 1, 0x80]);
+    encode_suback(&mut out, 1, None, &[0, 1, 0x80]);
     assert_eq!(out, [0x90, 0x05, 0x00, 0x01, 0x00, 0x01, 0x80]);
 }
 
@@ -144,7 +154,7 @@ fn two_packets_in_one_buffer_decode_one_at_a_time() {
     assert_eq!(dec(&b).unwrap(), Status::Complete(Packet::Pingreq, 2));
     assert_eq!(
         dec(&b[2..]).unwrap(),
-        Status::Complete(Packet::Disconnect, 2)
+        Status::Complete(Packet::disconnect(), 2)
     );
 }
 
