@@ -13,6 +13,9 @@ fi
 
 apt_missing=()
 command -v mosquitto_pub >/dev/null || apt_missing+=(mosquitto-clients)
+# The broker package brings mosquitto_passwd and the reference broker for the
+# files-in-both-directions tests (they use their own ephemeral ports).
+command -v mosquitto_passwd >/dev/null || apt_missing+=(mosquitto)
 command -v python3 >/dev/null || apt_missing+=(python3 python3-pip)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "installing ${apt_missing[*]}"

@@ -1,7 +1,6 @@
 //! `midge`: the broker binary. Command line as mosquitto's: `midge [-c config] [-d] [-p port]
 //! [-v] [-h]`.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use log::{error, info, warn};
@@ -13,6 +12,7 @@ use midge::auth::acl::Acl;
 use midge::auth::password::PasswordFile;
 use midge::broker::{Broker, ListenerPolicy};
 use midge::config::{self, Config};
+use midge::logging::{self, LogOptions};
 use midge::net;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -23,19 +23,6 @@ fn usage(opts: &getopts::Options) -> String {
          Usage: midge [-c config_file] [-d] [-h] [-p port] [-v]"
     );
     opts.usage(&brief)
-}
-
-fn init_logging(verbose: bool) {
-    let default = if verbose { "debug" } else { "info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-        .format(|buf, record| {
-            let ts = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            writeln!(buf, "{ts}: {}", record.args())
-        })
-        .init();
 }
 
 /// `-d`: start a copy of this program in its own process group with no terminal, and exit.
@@ -85,7 +72,14 @@ fn main() -> ExitCode {
         println!("{}", usage(&opts));
         return ExitCode::SUCCESS;
     }
-    init_logging(m.opt_present("v"));
+    let verbose = m.opt_present("v") || logging::verbose_from_env();
+    if let Err(e) = logging::init(&LogOptions {
+        verbose,
+        ..LogOptions::default()
+    }) {
+        eprintln!("Error: {e}");
+        return ExitCode::from(1);
+    }
 
     let mut cfg = Config::default();
     let config_file = m.opt_str("c");
@@ -106,6 +100,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+    }
+    if let Err(e) = logging::init(&LogOptions::from_config(&cfg, verbose)) {
+        error!("Error: {e}");
+        return ExitCode::from(1);
     }
     let listener_policies = match policies(&cfg, local_port) {
         Ok(p) => p,
@@ -171,6 +169,7 @@ fn main() -> ExitCode {
         } else {
             fresh = reload_cfg.clone();
         }
+        logging::init(&LogOptions::from_config(&fresh, verbose))?;
         if fresh.all_listeners().len() != reload_cfg.all_listeners().len() {
             return Err("the listeners changed; restart midge to apply them".into());
         }
@@ -219,9 +218,10 @@ fn load_config(path: &str, cfg: &mut Config) -> Result<(), config::Error> {
 /// Loads a password file; unreadable lines are logged with their numbers (and those users
 /// cannot log in), never with a password.
 fn load_passwords(path: &str) -> Result<PasswordFile, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("Unable to open password file {path}: {e}."))?;
-    let (file, warnings) = PasswordFile::parse(&text);
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("Unable to open password file {path}: {e}."))?;
+    // Bytes, so that one line that is not UTF-8 does not make the whole file unreadable.
+    let (file, warnings) = PasswordFile::parse_bytes(&bytes);
     for w in warnings {
         warn!("Warning: password file {path} line {}: {}", w.line, w.msg);
     }

@@ -986,8 +986,9 @@ impl Broker {
         // if there is one; without one, a client is admitted only when anonymous access is on.
         let policy = &self.cfg.listeners[listener];
         let (admitted, code5) = match (c.username, &policy.passwords) {
+            // A user name without a password is refused, as in mosquitto.
             (Some(u), Some(pw)) => (
-                pw.check(u, c.password.unwrap_or(b"")),
+                c.password.is_some_and(|p| pw.check(u, p)),
                 reason::BAD_USER_NAME_OR_PASSWORD,
             ),
             _ => (policy.allow_anonymous, reason::NOT_AUTHORIZED),

@@ -1,6 +1,7 @@
 //! Codec tests: exact bytes, round trips, every truncated prefix, each invalid case by clause.
 
 use super::*;
+use crate::mqtt::props::Properties;
 
 const MAX: usize = MAX_REMAINING_LENGTH + 5;
 
@@ -375,5 +376,360 @@ fn arbitrary_bytes_never_panic() {
         }
         let _ = dec(&buf);
         let _ = decode(&buf, Version::V31, 64);
+    }
+}
+
+// ----- MQTT 5 -------------------------------------------------------------------------------
+
+fn dec5(b: &[u8]) -> Result<Status<Packet<'_>>, Error> {
+    decode(b, Version::V5, MAX)
+}
+
+fn full_props() -> Properties<'static> {
+    Properties {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(60),
+        content_type: Some("text/plain"),
+        response_topic: Some("reply/here"),
+        correlation_data: Some(b"\x00\x01"),
+        subscription_identifiers: vec![7, 268_435_455],
+        topic_alias: Some(3),
+        user: vec![("b", "2"), ("a", "1"), ("b", "3")],
+        ..Properties::default()
+    }
+}
+
+fn samples_v5() -> Vec<Packet<'static>> {
+    vec![
+        Packet::Connect(Connect {
+            version: Version::V5,
+            clean_session: false,
+            keep_alive: 30,
+            client_id: "",
+            will: Some(Will {
+                topic: "w",
+                payload: b"bye",
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                props: Properties {
+                    will_delay_interval: Some(5),
+                    content_type: Some("t"),
+                    ..Properties::default()
+                },
+            }),
+            username: None,
+            password: Some(b"pw-without-user"),
+            props: Properties {
+                session_expiry_interval: Some(u32::MAX),
+                receive_maximum: Some(10),
+                maximum_packet_size: Some(1024),
+                topic_alias_maximum: Some(4),
+                request_problem_information: Some(0),
+                request_response_information: Some(1),
+                user: vec![("k", "v")],
+                ..Properties::default()
+            },
+        }),
+        Packet::Connack {
+            session_present: false,
+            code: 0,
+            props: Properties {
+                assigned_client_identifier: Some("auto-1"),
+                server_keep_alive: Some(60),
+                topic_alias_maximum: Some(10),
+                receive_maximum: Some(20),
+                maximum_qos: Some(1),
+                retain_available: Some(0),
+                shared_subscription_available: Some(0),
+                wildcard_subscription_available: Some(1),
+                subscription_identifier_available: Some(1),
+                maximum_packet_size: Some(99),
+                reason_string: Some("fine"),
+                ..Properties::default()
+            },
+        },
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "a/b",
+            pid: Some(5),
+            payload: b"x",
+            props: full_props(),
+        }),
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "",
+            pid: None,
+            payload: b"aliased",
+            props: Properties {
+                topic_alias: Some(1),
+                ..Properties::default()
+            },
+        }),
+        Packet::Puback(Ack::new(1)),
+        Packet::Puback(Ack {
+            pid: 2,
+            reason: 0x10,
+            props: Properties::default(),
+        }),
+        Packet::Pubrec(Ack {
+            pid: 3,
+            reason: 0x87,
+            props: Properties {
+                reason_string: Some("no"),
+                user: vec![("x", "y")],
+                ..Properties::default()
+            },
+        }),
+        Packet::Pubrel(Ack::new(4)),
+        Packet::Pubcomp(Ack::new(5)),
+        Packet::Subscribe {
+            pid: 9,
+            filters: vec![(
+                "a/#",
+                SubOptions {
+                    qos: QoS::ExactlyOnce,
+                    no_local: true,
+                    retain_as_published: true,
+                    retain_handling: 2,
+                },
+            )],
+            props: Properties {
+                subscription_identifiers: vec![42],
+                ..Properties::default()
+            },
+        },
+        Packet::Suback {
+            pid: 9,
+            codes: vec![2, 0x9e],
+            props: Properties::default(),
+        },
+        Packet::Unsubscribe {
+            pid: 10,
+            filters: vec!["a/#", "b"],
+            props: Properties::default(),
+        },
+        Packet::Unsuback {
+            pid: 10,
+            codes: vec![0, 0x11],
+            props: Properties::default(),
+        },
+        Packet::Disconnect {
+            reason: 0,
+            props: Properties::default(),
+        },
+        Packet::Disconnect {
+            reason: 0x04,
+            props: Properties {
+                session_expiry_interval: Some(0),
+                ..Properties::default()
+            },
+        },
+        Packet::Auth {
+            reason: 0x18,
+            props: Properties {
+                authentication_method: Some("SCRAM"),
+                authentication_data: Some(b"d"),
+                ..Properties::default()
+            },
+        },
+    ]
+}
+
+#[test]
+fn every_v5_packet_round_trips_and_every_prefix_is_partial() {
+    for p in samples_v5() {
+        let mut out = Vec::new();
+        p.encode_version(Version::V5, &mut out);
+        assert_eq!(
+            dec5(&out).unwrap(),
+            Status::Complete(p.clone(), out.len()),
+            "{p:?}"
+        );
+        for cut in 0..out.len() {
+            assert_eq!(
+                dec5(&out[..cut]).unwrap(),
+                Status::Partial,
+                "{p:?} cut {cut}"
+            );
+        }
+    }
+}
+
+#[test]
+fn v5_short_forms() {
+    // PUBACK with only the packet identifier means success; DISCONNECT with no body too.
+    let Status::Complete(Packet::Puback(a), 4) = dec5(&[0x40, 0x02, 0x00, 0x01]).unwrap() else {
+        panic!()
+    };
+    assert_eq!((a.pid, a.reason), (1, 0));
+    let Status::Complete(Packet::Puback(a), 5) = dec5(&[0x40, 0x03, 0x00, 0x01, 0x10]).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(a.reason, 0x10);
+    assert!(matches!(
+        dec5(&[0xe0, 0x00]).unwrap(),
+        Status::Complete(Packet::Disconnect { reason: 0, .. }, 2)
+    ));
+    assert!(matches!(
+        dec5(&[0xe0, 0x01, 0x8e]).unwrap(),
+        Status::Complete(Packet::Disconnect { reason: 0x8e, .. }, 3)
+    ));
+    let mut out = Vec::new();
+    encode_ack_v5(&mut out, PUBACK, 7, 0, &Properties::default());
+    assert_eq!(out, [0x40, 0x02, 0x00, 0x07]);
+    out.clear();
+    encode_ack_v5(&mut out, PUBREC, 7, 0x10, &Properties::default());
+    assert_eq!(out, [0x50, 0x03, 0x00, 0x07, 0x10]);
+    out.clear();
+    encode_reason(&mut out, DISCONNECT, 0x8d, &Properties::default());
+    assert_eq!(out, [0xe0, 0x01, 0x8d]);
+}
+
+fn v5_publish(props: &[u8]) -> Vec<u8> {
+    let mut body = vec![0x00, 0x01, b't'];
+    write_remaining_length(&mut body, props.len());
+    body.extend_from_slice(props);
+    body.extend_from_slice(b"payload");
+    let mut out = vec![0x30];
+    write_remaining_length(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn v5_property_rules() {
+    // [MQTT-2.2.2-2]: at most once (except user properties and PUBLISH subscription ids).
+    malformed5(
+        &v5_publish(&[0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 2]),
+        "MQTT-2.2.2-2",
+    );
+    // A property not allowed on PUBLISH (Session Expiry Interval).
+    malformed5(&v5_publish(&[0x11, 0, 0, 0, 1]), "MQTT-2.2.2-1");
+    // An unknown property identifier.
+    assert!(matches!(
+        dec5(&v5_publish(&[0x7f, 0])),
+        Err(Error::Malformed(_))
+    ));
+    // A property length running past the packet.
+    assert!(matches!(
+        dec5(&v5_publish(&[0x02, 0, 0])),
+        Err(Error::Malformed(_))
+    ));
+    // Payload format indicator must be 0 or 1.
+    assert!(dec5(&v5_publish(&[0x01, 2])).is_err());
+    // Subscription identifier 0 is a protocol error.
+    assert!(matches!(
+        dec5(&v5_publish(&[0x0b, 0])),
+        Err(Error::Protocol(_))
+    ));
+    // User properties may repeat, and keep their order.
+    let b = v5_publish(&[0x26, 0, 1, b'k', 0, 1, b'1', 0x26, 0, 1, b'k', 0, 1, b'2']);
+    let Status::Complete(Packet::Publish(p), _) = dec5(&b).unwrap() else {
+        panic!()
+    };
+    assert_eq!(p.props.user, vec![("k", "1"), ("k", "2")]);
+    // An empty topic needs a topic alias.
+    let mut out = vec![0x30, 0x04, 0x00, 0x00, 0x00, b'x'];
+    malformed5(&out, "MQTT-4.7.3-1");
+    out = vec![0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01, b'x'];
+    out[1] = 7;
+    assert!(matches!(
+        dec5(&out).unwrap(),
+        Status::Complete(Packet::Publish(_), 9)
+    ));
+    // Response topic with a wildcard [MQTT-3.3.2-14].
+    malformed5(
+        &v5_publish(&[0x08, 0, 3, b'a', b'/', b'#']),
+        "MQTT-3.3.2-14",
+    );
+}
+
+fn malformed5(b: &[u8], clause: &str) {
+    match dec5(b) {
+        Err(Error::Malformed(m)) | Err(Error::Protocol(m)) => {
+            assert!(m.contains(clause), "{b:02x?}: got {m}, want {clause}")
+        }
+        other => panic!("{b:02x?}: got {other:?}, want an error citing {clause}"),
+    }
+}
+
+#[test]
+fn v5_subscribe_options_rules() {
+    // Reserved bits 6-7 [MQTT-3.8.3-5].
+    malformed5(
+        &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x40],
+        "MQTT-3.8.3-5",
+    );
+    // Retain handling 3.
+    assert!(matches!(
+        dec5(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30]),
+        Err(Error::Protocol(_))
+    ));
+    // Options round trip.
+    let Status::Complete(Packet::Subscribe { filters, .. }, _) =
+        dec5(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x2e]).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        filters[0].1,
+        SubOptions {
+            qos: QoS::ExactlyOnce,
+            no_local: true,
+            retain_as_published: true,
+            retain_handling: 2
+        }
+    );
+}
+
+#[test]
+fn auth_exists_only_in_v5() {
+    assert!(matches!(dec(&[0xf0, 0x00]), Err(Error::Malformed(_))));
+    assert!(matches!(
+        dec5(&[0xf0, 0x00]).unwrap(),
+        Status::Complete(Packet::Auth { reason: 0, .. }, 2)
+    ));
+}
+
+#[test]
+fn v5_connect_accepts_level_5_and_password_alone() {
+    let p = &samples_v5()[0];
+    let mut out = Vec::new();
+    p.encode_version(Version::V5, &mut out);
+    // Decoding does not depend on the connection's version before CONNECT.
+    assert!(
+        matches!(dec(&out).unwrap(), Status::Complete(Packet::Connect(c), _) if c.version == Version::V5 && c.password == Some(b"pw-without-user"))
+    );
+}
+
+#[test]
+fn arbitrary_v5_bytes_never_panic() {
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    for _ in 0..200_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 48) as usize;
+        let mut y = x;
+        let buf: Vec<u8> = (0..len)
+            .map(|i| {
+                y = y
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let b = (y >> 56) as u8;
+                match i {
+                    0 => (b & 0xf0) | ((b & 1) << 1),
+                    1 => b & 0x3f,
+                    3 | 5 => b & 0x3f,
+                    _ => b,
+                }
+            })
+            .collect();
+        let _ = dec5(&buf);
     }
 }
