@@ -139,6 +139,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(path) = &cfg.pid_file {
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            error!("Error: Unable to write pid file {path}: {e}.");
+            return ExitCode::from(1);
+        }
+    }
+    if let Some(user) = &cfg.user {
+        if let Err(e) = drop_privileges(user) {
+            error!("Error: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let mut bcfg = cfg.broker.clone();
     bcfg.listeners = listener_policies;
     bcfg.clientid_prefixes = cfg.clientid_prefixes.clone();
@@ -180,13 +192,38 @@ fn main() -> ExitCode {
         Err(e) => warn!("Signals will not be handled: {e}."),
     }
     info!("midge version {VERSION} running");
-    match server.run() {
+    let result = server.run();
+    if let Some(path) = &cfg.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("Error: event loop failed: {e}.");
             ExitCode::from(1)
         }
     }
+}
+
+/// `user NAME`: when started as root, continue as NAME (after the listeners are open, so
+/// ports below 1024 work). As root with `user root`, or as another user, nothing changes.
+fn drop_privileges(name: &str) -> Result<(), String> {
+    use nix::unistd::{geteuid, setgid, setgroups, setuid, User};
+    if !geteuid().is_root() {
+        return Ok(());
+    }
+    if name == "root" {
+        warn!("Warning: midge should not be run as root.");
+        return Ok(());
+    }
+    let user = User::from_name(name)
+        .map_err(|e| format!("Unable to look up user '{name}': {e}."))?
+        .ok_or_else(|| format!("Invalid user '{name}'."))?;
+    setgroups(&[user.gid]).map_err(|e| format!("Unable to drop privileges to '{name}': {e}."))?;
+    setgid(user.gid).map_err(|e| format!("Unable to drop privileges to '{name}': {e}."))?;
+    setuid(user.uid).map_err(|e| format!("Unable to drop privileges to '{name}': {e}."))?;
+    info!("Dropped privileges to user '{name}'.");
+    Ok(())
 }
 
 /// Reads `path` and the `include_dir` files it names into `cfg`.

@@ -56,24 +56,27 @@ pub struct Bound {
 /// local-only pair (policy 0) when there are none.
 pub fn bind(listeners: &[Listener], local_only_port: u16) -> io::Result<Vec<Bound>> {
     let mut out = Vec::new();
-    let specs: Vec<(Vec<SocketAddr>, bool)> = if listeners.is_empty() {
+    // (addresses to try, whether failing is tolerated, interface, v6 only)
+    type Spec = (Vec<SocketAddr>, bool, Option<String>, bool);
+    let specs: Vec<Spec> = if listeners.is_empty() {
         let p = local_only_port;
         vec![
-            (vec![SocketAddr::from(([127, 0, 0, 1], p))], false),
+            (
+                vec![SocketAddr::from(([127, 0, 0, 1], p))],
+                false,
+                None,
+                false,
+            ),
             (
                 vec![SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], p))],
+                true,
+                None,
                 true,
             ),
         ]
     } else {
         let mut v = Vec::new();
         for l in listeners {
-            if let Some(i) = &l.bind_interface {
-                return Err(io::Error::other(format!(
-                    "bind_interface {i}: binding to an interface is not supported yet; use 'listener {} ADDRESS'",
-                    l.port
-                )));
-            }
             let v4 = SocketAddr::from(([0u8; 4], l.port));
             let v6 = SocketAddr::from(([0u16; 8], l.port));
             let addrs: Vec<SocketAddr> = match &l.bind {
@@ -95,17 +98,18 @@ pub fn bind(listeners: &[Listener], local_only_port: u16) -> io::Result<Vec<Boun
                     })
                     .collect(),
             };
-            v.push((addrs, false));
+            let v6_only = l.socket_domain == Some(Domain::Ipv6);
+            v.push((addrs, false, l.bind_interface.clone(), v6_only));
         }
         v
     };
-    for (index, (addrs, optional)) in specs.into_iter().enumerate() {
+    for (index, (addrs, optional, iface, v6_only)) in specs.into_iter().enumerate() {
         let index = if listeners.is_empty() { 0 } else { index };
         let wildcard = addrs.len() == 2 && addrs.iter().all(|a| a.ip().is_unspecified());
         let mut last_err = None;
         let mut bound_any = false;
         for addr in addrs {
-            match TcpListener::bind(addr) {
+            match listen(addr, iface.as_deref(), v6_only || addr.ip().is_loopback()) {
                 Ok(listener) => {
                     let local = listener.local_addr()?;
                     info!(
@@ -147,6 +151,26 @@ pub fn bind(listeners: &[Listener], local_only_port: u16) -> io::Result<Vec<Boun
         return Err(io::Error::other("no listener could be opened"));
     }
     Ok(out)
+}
+
+/// A listening socket: SO_REUSEADDR, IPv6 sockets dual-stack unless `v6_only`, bound to
+/// `iface` (SO_BINDTODEVICE) when given, non-blocking.
+fn listen(addr: SocketAddr, iface: Option<&str>, v6_only: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain as D, Socket, Type};
+    let domain = if addr.is_ipv4() { D::IPV4 } else { D::IPV6 };
+    let sock = Socket::new(domain, Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(v6_only)?;
+    }
+    if let Some(name) = iface {
+        sock.bind_device(Some(name.as_bytes()))
+            .map_err(|e| io::Error::new(e.kind(), format!("bind_interface {name}: {e}")))?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    sock.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(sock.into()))
 }
 
 fn peer_string(addr: SocketAddr) -> String {
@@ -278,6 +302,9 @@ impl Server {
                 if t == SIGNAL_TOKEN {
                     if self.on_signals() {
                         info!("midge terminating");
+                        let now = self.now();
+                        self.broker.shutdown(now);
+                        self.flush_dirty();
                         return Ok(());
                     }
                     continue;
