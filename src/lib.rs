@@ -15,3 +15,4 @@ pub mod config;
 pub mod logging;
 pub mod mqtt;
 pub mod net;
+pub mod persist;

@@ -307,6 +307,9 @@ pub struct Stats {
     pub msgs_sent: u64,
     pub msgs_dropped: u64,
     pub connections_total: u64,
+    /// Changes worth saving: retained messages set, subscriptions made or removed, messages
+    /// queued for sessions.
+    pub changes: u64,
 }
 
 pub struct Broker {
@@ -1383,6 +1386,7 @@ impl Broker {
         if msg.retain {
             // [MQTT-3.3.1-5] [MQTT-3.3.1-10]
             self.retained.set(&msg);
+            self.stats.changes += 1;
         }
         let mut matches = std::mem::take(&mut self.scratch_matches);
         self.subs
@@ -1457,6 +1461,9 @@ impl Broker {
             retain,
             sub_ids,
         });
+        if qos != QoS::AtMostOnce && s.expiry_interval > 0 {
+            self.stats.changes += 1;
+        }
         if s.conn.is_some() {
             self.pump(sid);
         }
@@ -1651,6 +1658,7 @@ impl Broker {
                 None => s.subs.push((full.as_ref().into(), opts, sub_id)),
             }
             codes.push(qos.as_u8());
+            self.stats.changes += 1;
             // Retain Handling: 0 always, 1 only for a new subscription, 2 never.
             let send_retained = match opts.retain_handling {
                 0 => true,
@@ -1876,5 +1884,231 @@ fn unmounted<'a>(mount: Option<&str>, topic: &'a str) -> &'a str {
     match mount {
         Some(m) => topic.strip_prefix(m).unwrap_or(topic),
         None => topic,
+    }
+}
+
+// ----- persistence ------------------------------------------------------------------------------
+
+use crate::persist::{OutState, Snapshot, StoredMsg, StoredOut, StoredSession, StoredSub};
+
+fn stored_msg(m: &Message, now: Millis) -> StoredMsg {
+    StoredMsg {
+        topic: m.topic.to_string(),
+        payload: m.payload.to_vec(),
+        qos: m.qos.as_u8(),
+        retain: m.retain,
+        props: m.props.to_vec(),
+        expiry_left: m
+            .expiry
+            .map(|t| t.saturating_sub(now).div_ceil(1000).min(u32::MAX as u64) as u32),
+        origin: m.origin.as_ref().map(|o| {
+            (
+                o.client_id.to_string(),
+                o.username.as_ref().map(|u| u.to_string()),
+                o.listener as u32,
+            )
+        }),
+    }
+}
+
+fn message_from(s: StoredMsg, now: Millis) -> Msg {
+    Rc::new(Message {
+        topic: s.topic.into(),
+        payload: s.payload.into(),
+        qos: QoS::from_u8(s.qos).unwrap_or(QoS::AtMostOnce),
+        retain: s.retain,
+        origin: s.origin.map(|(c, u, l)| {
+            Box::new(Origin {
+                client_id: c.into(),
+                username: u.map(Into::into),
+                listener: l as usize,
+            })
+        }),
+        props: s.props.into(),
+        expiry: s.expiry_left.map(|e| now + e as Millis * 1000),
+    })
+}
+
+impl Broker {
+    /// Changes since start that a save would record (retained messages, subscriptions,
+    /// messages queued for sessions): `autosave_on_changes` counts these.
+    pub fn changes(&self) -> u64 {
+        self.stats.changes
+    }
+
+    /// Everything that must survive a restart: retained messages and persistent sessions
+    /// with their subscriptions, queued and in-flight messages and pending wills.
+    pub fn snapshot(&self) -> Snapshot {
+        let now = self.now;
+        let mut retained = Vec::with_capacity(self.retained.len());
+        self.retained.for_each(|m| {
+            if !m.expiry.is_some_and(|t| t <= now) {
+                retained.push(stored_msg(m, now));
+            }
+        });
+        let mut sessions = Vec::new();
+        for (_, s) in self.sessions.iter() {
+            if s.expiry_interval == 0 {
+                continue;
+            }
+            let mut out = Vec::with_capacity(s.inflight.len() + s.queue.len());
+            for f in &s.inflight {
+                out.push(StoredOut {
+                    state: match f.state {
+                        Ack::Pubcomp => OutState::AwaitComp,
+                        _ => OutState::AwaitAck,
+                    },
+                    pid: f.pid,
+                    qos: f.qos.as_u8(),
+                    retain: f.retain,
+                    sub_ids: f.sub_ids.to_vec(),
+                    msg: stored_msg(&f.msg, now),
+                });
+            }
+            for q in &s.queue {
+                out.push(StoredOut {
+                    state: OutState::Queued,
+                    pid: 0,
+                    qos: q.qos.as_u8(),
+                    retain: q.retain,
+                    sub_ids: q.sub_ids.to_vec(),
+                    msg: stored_msg(&q.msg, now),
+                });
+            }
+            sessions.push(StoredSession {
+                client_id: s.client_id.to_string(),
+                username: s.username.as_ref().map(|u| u.to_string()),
+                listener: s.listener as u32,
+                expiry_interval: s.expiry_interval,
+                expiry_left: s
+                    .expires_at
+                    .map(|t| t.saturating_sub(now).div_ceil(1000).min(u32::MAX as u64) as u32),
+                subs: s
+                    .subs
+                    .iter()
+                    .map(|(f, o, id)| StoredSub {
+                        filter: f.to_string(),
+                        options: o.byte(),
+                        id: *id,
+                    })
+                    .collect(),
+                out,
+                incoming_qos2: s.incoming.clone(),
+                pending_will: s.pending_will.as_ref().map(|(t, w)| {
+                    (
+                        t.saturating_sub(now).div_ceil(1000).min(u32::MAX as u64) as u32,
+                        stored_msg(w, now),
+                    )
+                }),
+                last_pid: s.last_pid,
+            });
+        }
+        Snapshot { retained, sessions }
+    }
+
+    /// Loads a snapshot into a broker that has no sessions yet. Sessions come back as clients
+    /// that are away: their expiry counts from `now`. Returns (retained, sessions) restored.
+    pub fn restore(&mut self, snap: Snapshot, now: Millis) -> (usize, usize) {
+        self.now = now;
+        let mut nret = 0;
+        for m in snap.retained {
+            if m.payload.is_empty() || mqtt::topic::validate_name(&m.topic).is_err() {
+                continue;
+            }
+            let msg = message_from(m, now);
+            self.retained.set(&msg);
+            nret += 1;
+        }
+        let mut nses = 0;
+        for st in snap.sessions {
+            if self.by_id.contains_key(st.client_id.as_str()) || st.expiry_interval == 0 {
+                continue;
+            }
+            self.serial += 1;
+            let mut s = Session::new(st.client_id.as_str().into());
+            s.serial = self.serial;
+            s.clean = false;
+            s.username = st.username.map(Into::into);
+            s.listener = (st.listener as usize).min(self.cfg.listeners.len().saturating_sub(1));
+            s.expiry_interval = st.expiry_interval;
+            s.last_pid = st.last_pid;
+            s.incoming = st.incoming_qos2;
+            s.incoming.sort_unstable();
+            s.incoming.dedup();
+            for o in st.out {
+                let msg = message_from(o.msg, now);
+                let qos = QoS::from_u8(o.qos).unwrap_or(QoS::AtLeastOnce);
+                let sub_ids: Box<[u32]> = o.sub_ids.into();
+                let len = msg.payload.len();
+                match o.state {
+                    OutState::Queued => {
+                        s.queued_bytes += len;
+                        s.queue.push_back(Queued {
+                            msg,
+                            qos,
+                            retain: o.retain,
+                            sub_ids,
+                        });
+                    }
+                    state if o.pid != 0 && qos != QoS::AtMostOnce => {
+                        if s.inflight.iter().any(|f| f.pid == o.pid) {
+                            continue;
+                        }
+                        s.inflight_bytes += len;
+                        s.inflight.push_back(Inflight {
+                            pid: o.pid,
+                            state: match (state, qos) {
+                                (OutState::AwaitComp, _) => Ack::Pubcomp,
+                                (_, QoS::ExactlyOnce) => Ack::Pubrec,
+                                _ => Ack::Puback,
+                            },
+                            msg,
+                            qos,
+                            retain: o.retain,
+                            sub_ids,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            let sid = self.sessions.insert(s);
+            for sub in st.subs {
+                if mqtt::topic::validate_filter(&sub.filter).is_err() {
+                    continue;
+                }
+                let opts = SubOptions {
+                    qos: QoS::from_u8(sub.options & 3).unwrap_or(QoS::AtMostOnce),
+                    no_local: sub.options & 0x04 != 0,
+                    retain_as_published: sub.options & 0x08 != 0,
+                    retain_handling: (sub.options >> 4) & 3,
+                };
+                self.subs.insert(
+                    &sub.filter,
+                    SubEntry {
+                        sid,
+                        opts,
+                        id: sub.id,
+                    },
+                );
+                self.sessions[sid]
+                    .subs
+                    .push((sub.filter.into(), opts, sub.id));
+            }
+            let s = &mut self.sessions[sid];
+            if let Some((left, w)) = st.pending_will {
+                let at = now + left as Millis * 1000;
+                s.pending_will = Some((at, message_from(w, now)));
+                self.session_timers.push(Reverse((at, sid, s.serial)));
+            }
+            if s.expiry_interval != NEVER {
+                let left = st.expiry_left.unwrap_or(s.expiry_interval);
+                let at = now + left as Millis * 1000;
+                s.expires_at = Some(at);
+                self.session_timers.push(Reverse((at, sid, s.serial)));
+            }
+            self.by_id.insert(st.client_id.into(), sid);
+            nses += 1;
+        }
+        (nret, nses)
     }
 }

@@ -58,6 +58,18 @@ impl Retained {
         self.bytes
     }
 
+    /// Calls `f` for every retained message, without recursion.
+    pub fn for_each(&self, mut f: impl FnMut(&Msg)) {
+        let mut stack = vec![ROOT];
+        while let Some(n) = stack.pop() {
+            let node = self.trie.node(n);
+            if let Some(m) = &node.val {
+                f(m);
+            }
+            stack.extend(node.children().map(|(_, c)| c));
+        }
+    }
+
     /// Every retained message whose topic matches the valid `filter`, appended to `out`.
     pub fn matching(&self, filter: &str, out: &mut Vec<Msg>) {
         let levels: Vec<&str> = filter.split('/').collect();
