@@ -1942,7 +1942,7 @@ impl Broker {
         let now = self.now;
         let mut retained = Vec::with_capacity(self.retained.len());
         self.retained.for_each(|m| {
-            if !m.expiry.is_some_and(|t| t <= now) {
+            if m.expiry.is_none_or(|t| t > now) {
                 retained.push(stored_msg(m, now));
             }
         });

@@ -1,0 +1,1 @@
+//! The snapshot file format (written by the persistence-format work).
