@@ -16,3 +16,4 @@ pub mod logging;
 pub mod mqtt;
 pub mod net;
 pub mod persist;
+pub mod store;

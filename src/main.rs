@@ -1,5 +1,6 @@
 //! `midge`: the broker binary. Command line as mosquitto's: `midge [-c config] [-d] [-p port]
 //! [-v] [-h]`.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
@@ -14,6 +15,7 @@ use midge::broker::{Broker, ListenerPolicy};
 use midge::config::{self, Config};
 use midge::logging::{self, LogOptions};
 use midge::net;
+use midge::store::{Autosave, Loaded, Store};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -132,6 +134,19 @@ fn main() -> ExitCode {
         info!("Starting in local only mode. Connections will only be possible from clients running on this machine.");
         info!("Create a configuration file which defines a listener to allow remote access.");
     }
+    // Persistence is read before any socket opens: a file from a newer midge stops start-up.
+    let store = cfg
+        .persistence
+        .then(|| Store::new(cfg.persistence_location.as_deref(), &cfg.persistence_file));
+    let loaded = match store.as_ref().map(Store::load) {
+        None => None,
+        Some(Ok(Loaded::Nothing)) => None,
+        Some(Ok(Loaded::Snapshot(s))) => Some(s),
+        Some(Err(e)) => {
+            error!("Error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let listeners = match net::bind(&cfg.all_listeners(), local_port) {
         Ok(l) => l,
         Err(e) => {
@@ -164,7 +179,11 @@ fn main() -> ExitCode {
         h.write_u32(std::process::id());
         h.finish()
     };
-    let broker = Broker::new(bcfg);
+    let mut broker = Broker::new(bcfg);
+    if let Some(snap) = loaded {
+        let (r, s) = broker.restore(snap, 0);
+        info!("Restored {r} retained messages and {s} sessions from the persistence file.");
+    }
     let mut server = match net::Server::new(broker, listeners, cfg.set_tcp_nodelay) {
         Ok(s) => s,
         Err(e) => {
@@ -172,6 +191,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(store) = store {
+        server.persist(
+            store,
+            Autosave {
+                interval: cfg.autosave_interval,
+                on_changes: cfg.autosave_on_changes,
+            },
+        );
+    }
     let reload_cfg = cfg.clone();
     let reload: net::Reload = Box::new(move || {
         // mosquitto re-reads the password and ACL files on SIGHUP.

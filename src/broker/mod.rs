@@ -1150,7 +1150,7 @@ impl Broker {
             }
         }
         if present {
-            self.resend_inflight(id, sid);
+            self.resend_inflight(sid);
             self.pump(sid);
         }
     }
@@ -1164,38 +1164,12 @@ impl Broker {
     }
 
     /// On resuming a session, unacknowledged PUBLISH packets are sent again with DUP set and
-    /// PUBRELs again for those already received [MQTT-4.4.0-1].
-    fn resend_inflight(&mut self, id: ConnId, sid: SessionId) {
-        let Some(Some(conn)) = self.conns.get_mut(id) else {
-            return;
-        };
-        let mount = self.cfg.listeners[conn.listener].mount_point.as_deref();
-        let s = &self.sessions[sid];
-        let now = self.now;
-        for f in &s.inflight {
-            match f.state {
-                Ack::Puback | Ack::Pubrec => {
-                    let props = conn.v5.as_ref().map(|_| {
-                        let mut p = Vec::new();
-                        v5_props(&mut p, &f.msg, now, &f.sub_ids, None);
-                        p
-                    });
-                    mqtt::encode_publish(
-                        &mut conn.out,
-                        true,
-                        f.qos,
-                        f.retain,
-                        unmounted(mount, &f.msg.topic),
-                        Some(f.pid),
-                        props.as_deref(),
-                        &f.msg.payload,
-                    )
-                }
-                Ack::Pubcomp => mqtt::encode_ack(&mut conn.out, mqtt::PUBREL, f.pid),
-            }
-        }
-        if !s.inflight.is_empty() {
-            self.mark(id);
+    /// their original packet identifiers, and PUBRELs again for those already received
+    /// [MQTT-4.4.0-1]; `pump` sends them, within the new connection's Receive Maximum
+    /// [MQTT-3.3.4-9] and Maximum Packet Size [MQTT-3.1.2-25].
+    fn resend_inflight(&mut self, sid: SessionId) {
+        for f in self.sessions[sid].inflight.iter_mut() {
+            f.sent = false;
         }
     }
 
@@ -1497,6 +1471,60 @@ impl Broker {
         let mount = self.cfg.listeners[conn.listener].mount_point.as_deref();
         let props = &mut self.scratch_props;
         let mut sent = 0;
+        // In-flight messages of a resumed session not yet resent, in their original order.
+        let mut window = s.inflight.iter().filter(|f| f.sent).count();
+        let mut i = 0;
+        while i < s.inflight.len() && window < max_inflight {
+            if conn.out.len() - conn.out_pos >= OUT_HIGH_WATER {
+                break;
+            }
+            let f = &mut s.inflight[i];
+            if f.sent {
+                i += 1;
+                continue;
+            }
+            match f.state {
+                Ack::Pubcomp => mqtt::encode_ack(&mut conn.out, mqtt::PUBREL, f.pid),
+                Ack::Puback | Ack::Pubrec => {
+                    let topic = unmounted(mount, &f.msg.topic);
+                    let v5 = conn.v5.as_ref();
+                    if let Some(v) = v5 {
+                        props.clear();
+                        v5_props(props, &f.msg, now, &f.sub_ids, None);
+                        let len = mqtt::publish_len(topic, true, Some(props), f.msg.payload.len());
+                        if v.max_packet > 0 && len > v.max_packet as usize {
+                            // Too large for this client now: discarded as if sent and
+                            // acknowledged [MQTT-3.1.2-25].
+                            if let Some(f) = s.inflight.remove(i) {
+                                s.inflight_bytes -= f.msg.payload.len();
+                            }
+                            continue;
+                        }
+                    }
+                    mqtt::encode_publish(
+                        &mut conn.out,
+                        true,
+                        f.qos,
+                        f.retain,
+                        topic,
+                        Some(f.pid),
+                        v5.map(|_| &props[..]),
+                        &f.msg.payload,
+                    );
+                }
+            }
+            f.sent = true;
+            window += 1;
+            sent += 1;
+            i += 1;
+        }
+        if s.inflight.iter().any(|f| !f.sent) {
+            // New messages wait until every resumed one has gone out again.
+            if sent > 0 {
+                self.mark(id);
+            }
+            return;
+        }
         while let Some(front) = s.queue.front() {
             if conn.out.len() - conn.out_pos >= OUT_HIGH_WATER {
                 break;
@@ -1569,6 +1597,7 @@ impl Broker {
                     retain: q.retain,
                     msg: q.msg,
                     sub_ids: q.sub_ids,
+                    sent: true,
                 });
             }
             sent += 1;
@@ -2066,6 +2095,7 @@ impl Broker {
                             qos,
                             retain: o.retain,
                             sub_ids,
+                            sent: false,
                         });
                     }
                     _ => {}

@@ -30,6 +30,8 @@ pub struct Inflight {
     pub qos: QoS,
     pub retain: bool,
     pub sub_ids: Box<[u32]>,
+    /// False for a resumed session's message not yet sent again on the new connection.
+    pub sent: bool,
 }
 
 /// Session expiry interval meaning "never" [MQTT-3.1.2.11.2].

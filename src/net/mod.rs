@@ -204,6 +204,15 @@ pub struct Server {
     nodelay: bool,
     signals: Option<Signals>,
     reload: Option<Reload>,
+    persist: Option<Persist>,
+}
+
+/// The persistence file and when to write it.
+struct Persist {
+    store: crate::store::Store,
+    autosave: crate::store::Autosave,
+    last_at: Millis,
+    last_changes: u64,
 }
 
 impl Server {
@@ -228,7 +237,56 @@ impl Server {
             nodelay,
             signals: None,
             reload: None,
+            persist: None,
         })
+    }
+
+    /// Saves to `store` per `autosave`, on SIGUSR1 and when stopping.
+    pub fn persist(&mut self, store: crate::store::Store, autosave: crate::store::Autosave) {
+        self.persist = Some(Persist {
+            store,
+            autosave,
+            last_at: 0,
+            last_changes: self.broker.changes(),
+        });
+    }
+
+    /// Writes the snapshot now.
+    fn save(&mut self) {
+        let now = self.now();
+        if let Some(p) = self.persist.as_mut() {
+            let snap = self.broker.snapshot();
+            crate::store::save_logged(&p.store, &snap);
+            p.last_at = now;
+            p.last_changes = self.broker.changes();
+        }
+    }
+
+    /// When the next autosave is due (time-based autosave with unsaved changes).
+    fn save_due(&self) -> Option<Millis> {
+        let p = self.persist.as_ref()?;
+        if p.autosave.interval == 0 || p.autosave.on_changes {
+            return None;
+        }
+        if self.broker.changes() == p.last_changes {
+            return None;
+        }
+        Some(p.last_at + p.autosave.interval as Millis * 1000)
+    }
+
+    fn maybe_save(&mut self, now: Millis) {
+        let Some(p) = self.persist.as_ref() else {
+            return;
+        };
+        let changed = self.broker.changes() - p.last_changes;
+        let due = match (p.autosave.interval, p.autosave.on_changes) {
+            (0, _) => false,
+            (n, true) => changed >= n as u64,
+            (_, false) => self.save_due().is_some_and(|t| t <= now),
+        };
+        if due {
+            self.save();
+        }
     }
 
     /// Handles SIGHUP (calling `reload`), SIGTERM and SIGINT (run returns) from now on.
@@ -266,7 +324,7 @@ impl Server {
                     }
                 }
                 Signal::Stop => stop = true,
-                Signal::Save => {}
+                Signal::Save => self.save(),
             }
         }
         stop
@@ -285,10 +343,14 @@ impl Server {
             let timeout = if !self.ready.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                let next = [self.broker.next_deadline(), self.accept_retry]
-                    .into_iter()
-                    .flatten()
-                    .min();
+                let next = [
+                    self.broker.next_deadline(),
+                    self.accept_retry,
+                    self.save_due(),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
                 next.map(|t| Duration::from_millis(t.saturating_sub(now)))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -305,6 +367,7 @@ impl Server {
                         let now = self.now();
                         self.broker.shutdown(now);
                         self.flush_dirty();
+                        self.save();
                         return Ok(());
                     }
                     continue;
@@ -340,6 +403,7 @@ impl Server {
             }
             self.broker.tick(now);
             self.flush_dirty();
+            self.maybe_save(now);
             for key in self.to_release.drain(..) {
                 let mut s = self.socks.remove(key);
                 let _ = self.poll.registry().deregister(&mut s.stream);

@@ -1,0 +1,168 @@
+//! The persistence file on disk: loading with recovery, and saving so that a crash or power
+//! cut at any moment leaves either the old or the new snapshot whole.
+//!
+//! Saving writes `FILE.new`, flushes and fsyncs it, renames it over `FILE`, then fsyncs the
+//! directory so the rename itself is durable. Loading a damaged file recovers every intact
+//! record, keeps the damaged file beside the new one as `FILE.damaged-SECONDS`, and says what
+//! was lost; it never stops the broker from starting. A file from a newer format version is
+//! refused (and left untouched) rather than misread.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use log::{error, info, warn};
+
+use crate::persist::format::{self, FormatError};
+use crate::persist::Snapshot;
+
+pub struct Store {
+    path: PathBuf,
+}
+
+/// What loading found.
+pub enum Loaded {
+    /// No file yet.
+    Nothing,
+    /// A snapshot (possibly partial: the problems were logged and the file set aside).
+    Snapshot(Snapshot),
+}
+
+impl Store {
+    /// `persistence_location` (a directory, mosquitto's trailing slash optional) and
+    /// `persistence_file`.
+    pub fn new(location: Option<&str>, file: &str) -> Store {
+        let path = match location {
+            Some(dir) if !dir.is_empty() => Path::new(dir).join(file),
+            _ => PathBuf::from(file),
+        };
+        Store { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the snapshot. `Err` only for a file of a newer format version (or one that
+    /// exists but cannot be read at all), which the caller must not overwrite.
+    pub fn load(&self) -> Result<Loaded, String> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Nothing),
+            Err(e) => {
+                return Err(format!(
+                    "Unable to read persistence file {}: {e}.",
+                    self.path.display()
+                ))
+            }
+        };
+        match format::decode(&bytes) {
+            Ok(d) => {
+                if d.damaged {
+                    let kept = self.set_aside();
+                    error!(
+                        "Persistence file {} is damaged; every intact record was recovered, the damaged file is kept as {}.",
+                        self.path.display(),
+                        kept
+                    );
+                    for p in &d.problems {
+                        error!("Persistence: {p}");
+                    }
+                }
+                Ok(Loaded::Snapshot(d.snapshot))
+            }
+            Err(FormatError::NewerVersion(v)) => Err(format!(
+                "Persistence file {} was written by a newer midge (format version {v}); refusing to read or overwrite it. Upgrade midge or move the file away.",
+                self.path.display()
+            )),
+            Err(e) => {
+                let kept = self.set_aside();
+                error!(
+                    "Persistence file {} is unreadable ({e}); starting empty, the file is kept as {}.",
+                    self.path.display(),
+                    kept
+                );
+                Ok(Loaded::Snapshot(Snapshot::default()))
+            }
+        }
+    }
+
+    /// Renames the current file out of the way; returns its new name (or why not).
+    fn set_aside(&self) -> String {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".damaged-{secs}"));
+        let to = PathBuf::from(name);
+        match fs::rename(&self.path, &to) {
+            Ok(()) => to.display().to_string(),
+            Err(e) => {
+                warn!("Could not keep the damaged file aside: {e}.");
+                format!("(not kept: {e})")
+            }
+        }
+    }
+
+    /// Writes `snap` atomically. Returns the bytes written.
+    pub fn save(&self, snap: &Snapshot) -> io::Result<u64> {
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
+        let result = (|| {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            let mut w = BufWriter::with_capacity(64 * 1024, f);
+            format::encode_into(snap, &mut w)?;
+            w.flush()?;
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            let len = f.metadata()?.len();
+            drop(f);
+            fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(len)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+/// When to save.
+pub struct Autosave {
+    /// Seconds between saves, or (with `on_changes`) changes between saves; 0: only on exit
+    /// and SIGUSR1.
+    pub interval: u32,
+    pub on_changes: bool,
+}
+
+/// Saves and logs; never fails the caller.
+pub fn save_logged(store: &Store, snap: &Snapshot) {
+    let start = std::time::Instant::now();
+    match store.save(snap) {
+        Ok(bytes) => info!(
+            "Saved {} retained messages and {} sessions to {} ({bytes} bytes, {} ms).",
+            snap.retained.len(),
+            snap.sessions.len(),
+            store.path().display(),
+            start.elapsed().as_millis()
+        ),
+        Err(e) => error!(
+            "Error saving persistence file {}: {e}.",
+            store.path().display()
+        ),
+    }
+}
