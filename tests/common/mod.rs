@@ -135,17 +135,35 @@ impl Midge {
         m
     }
 
-    /// Runs midge with `args` to completion (for start-up failures): exit code and log.
+    /// Runs midge with `args` to completion (for start-up failures): exit code and log. A
+    /// broker still running after `patience()` is killed and reported as `None`.
     pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-        let out = midge_command()
+        let mut child = midge_command()
             .args(args)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run midge");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let deadline = Instant::now() + patience();
+        let code = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (code, reader.join().unwrap_or_default())
     }
 
     pub fn log_text(&self) -> String {

@@ -1,0 +1,199 @@
+//! Persistence with the real binary: what survives a restart, a kill -9, and a damaged file.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+fn stop(mut m: Midge) {
+    signal(m.pid(), "-TERM");
+    let deadline = Instant::now() + patience();
+    while m.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(m.exit_code(), Some(0), "{}", m.log_text());
+}
+
+fn conf(dir: &Path, extra: &str) -> String {
+    format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n{extra}",
+        dir.display()
+    )
+}
+
+fn start(dir: &TempDir, extra: &str) -> Midge {
+    let path = dir.write("midge.conf", &conf(&dir.0, extra));
+    // Each broker gets its own copy of the directory handle: spawn takes one to clean up,
+    // so hand it a fresh empty one and keep the data directory alive here.
+    Midge::spawn(TempDir::new(), &["-c", path.to_str().unwrap()])
+}
+
+/// Sets up state worth keeping: a retained message and a persistent session with two QoS 1
+/// messages queued while it is away.
+fn populate(m: &Midge) {
+    let mut s = m.client();
+    s.handshake("durable", false, 0, false);
+    s.send(&subscribe(1, &[("q/#", 1)]));
+    s.expect(&suback(1, &[1]));
+    s.send(&DISCONNECT);
+    s.expect_closed();
+    let mut p = m.client();
+    p.handshake("pub", true, 0, false);
+    p.send(&publish("home/state", b"on", 1, true, 1));
+    p.expect(&ack(0x40, 1));
+    for i in 2..=3u16 {
+        p.send(&publish("q/x", format!("m{i}").as_bytes(), 1, false, i));
+        p.expect(&ack(0x40, i));
+    }
+}
+
+fn check_restored(m: &Midge) {
+    let mut s = m.client();
+    s.handshake("durable", false, 0, true);
+    for i in 2..=3u16 {
+        s.expect(&publish("q/x", format!("m{i}").as_bytes(), 1, false, i - 1));
+        s.send(&ack(0x40, i - 1));
+    }
+    let mut r = m.client();
+    r.handshake("reader", true, 0, false);
+    r.send(&subscribe(1, &[("home/#", 0)]));
+    r.expect(&suback(1, &[0]));
+    r.expect(&publish("home/state", b"on", 0, true, 0));
+}
+
+#[test]
+fn state_survives_a_clean_restart() {
+    let dir = TempDir::new();
+    let m = start(&dir, "");
+    populate(&m);
+    stop(m);
+    assert!(dir.path("midge.db").exists());
+    let m = start(&dir, "");
+    m.wait_log("Restored 1 retained messages and 1 sessions")
+        .unwrap();
+    check_restored(&m);
+}
+
+#[test]
+fn sigusr1_saves_and_survives_kill_9() {
+    let dir = TempDir::new();
+    let m = start(&dir, "autosave_interval 0\n");
+    populate(&m);
+    signal(m.pid(), "-USR1");
+    m.wait_log("Saved 1 retained messages and 1 sessions")
+        .unwrap();
+    // A crash: no chance to save again.
+    signal(m.pid(), "-KILL");
+    drop(m);
+    assert!(!dir.path("midge.db.new").exists());
+    let m = start(&dir, "");
+    check_restored(&m);
+}
+
+#[test]
+fn autosave_on_changes_writes_after_enough_changes() {
+    let dir = TempDir::new();
+    let m = start(&dir, "autosave_interval 3\nautosave_on_changes true\n");
+    populate(&m); // subscription + retained + 2 queued = 4 changes
+    m.wait_log("Saved ").expect("saved after 3 changes");
+    signal(m.pid(), "-KILL");
+    drop(m);
+    let m = start(&dir, "");
+    m.wait_log("Restored 1 retained messages and 1 sessions")
+        .unwrap();
+}
+
+#[test]
+fn damaged_files_never_stop_the_broker() {
+    // Build a good file first.
+    let dir = TempDir::new();
+    let m = start(&dir, "");
+    populate(&m);
+    stop(m);
+    let good = std::fs::read(dir.path("midge.db")).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("zeroed", vec![0u8; good.len()]),
+        ("empty", Vec::new()),
+        ("truncated", good[..good.len() * 2 / 3].to_vec()),
+        (
+            "garbage",
+            (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
+        ("flipped", {
+            let mut b = good.clone();
+            let i = b.len() - 40;
+            b[i] ^= 0xff;
+            b
+        }),
+    ];
+    for (what, bytes) in cases {
+        std::fs::write(dir.path("midge.db"), &bytes).unwrap();
+        let m = start(&dir, "");
+        m.wait_log("Persistence file")
+            .unwrap_or_else(|| panic!("{what}: damage not reported; log:\n{}", m.log_text()));
+        // It serves clients.
+        let mut c = m.client();
+        c.handshake("c", true, 0, false);
+        // The damaged file is kept aside.
+        let kept = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().contains(".damaged-"));
+        assert!(kept, "{what}: damaged file not kept");
+        stop(m);
+        for e in std::fs::read_dir(&dir.0).unwrap().flatten() {
+            if e.file_name().to_string_lossy().contains(".damaged-") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
+    // A truncated file still gives back the records before the cut: the retained message
+    // comes first in the file.
+    std::fs::write(dir.path("midge.db"), &good[..good.len() - 30]).unwrap();
+    let m = start(&dir, "");
+    m.wait_log("Restored 1 retained messages").unwrap();
+}
+
+#[test]
+fn a_file_from_a_newer_version_is_refused_and_left_alone() {
+    let dir = TempDir::new();
+    let m = start(&dir, "");
+    populate(&m);
+    stop(m);
+    let mut b = std::fs::read(dir.path("midge.db")).unwrap();
+    // What a newer midge would write: version 99 in the header (with a matching checksum)
+    // and in every record marker.
+    b[8] = 99;
+    let crc = midge::persist::format::crc32(&b[..32]);
+    b[32..36].copy_from_slice(&crc.to_le_bytes());
+    let marker = midge::persist::format::RECORD_MARKER;
+    let mut i = 36;
+    while i + 4 <= b.len() {
+        if b[i..i + 4] == marker {
+            b[i + 3] = 99;
+            i += 4;
+        } else {
+            i += 1;
+        }
+    }
+    std::fs::write(dir.path("midge.db"), &b).unwrap();
+    let path = dir.write("midge.conf", &conf(&dir.0, ""));
+    let (code, err) = Midge::run_to_exit(&["-c", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("newer midge"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path("midge.db")).unwrap(),
+        b,
+        "file was touched"
+    );
+}
