@@ -131,7 +131,9 @@ impl Default for Config {
             autosave_interval: 1800,
             autosave_on_changes: false,
             persistent_client_expiration: None,
-            set_tcp_nodelay: false,
+            // midge writes whole batches, so Nagle's algorithm only adds delay: on unless the
+            // configuration says `set_tcp_nodelay false`.
+            set_tcp_nodelay: true,
             seen_security: false,
         }
     }

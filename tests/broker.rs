@@ -495,3 +495,43 @@ fn many_clients_at_once() {
         c.expect(&publish("all", b"hi", 0, false, 0));
     }
 }
+
+#[test]
+fn qos1_flood_to_a_slow_subscriber_loses_nothing() {
+    // A full queue pauses the publisher instead of dropping what was acknowledged.
+    let m = Midge::start("allow_anonymous true\nmax_queued_messages 10\nmax_inflight_messages 2\n");
+    let mut s = m.client();
+    s.handshake("slow", true, 0, false);
+    s.send(&subscribe(1, &[("f", 1)]));
+    s.expect(&suback(1, &[1]));
+    let mut p = m.client();
+    p.handshake("fast", true, 0, false);
+    let n = 300u16;
+    let publisher = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for i in 1..=n {
+            all.extend_from_slice(&publish("f", &i.to_be_bytes(), 1, false, i));
+        }
+        p.send(&all);
+        for i in 1..=n {
+            p.expect(&ack(0x40, i));
+        }
+    });
+    for i in 1..=n {
+        let pkt = s.recv();
+        // PUBLISH QoS 1 (maybe DUP-free), topic "f", then packet id and the payload.
+        assert_eq!(pkt[0] & 0xf6, 0x32, "{pkt:02x?}");
+        assert_eq!(
+            &pkt[pkt.len() - 2..],
+            &i.to_be_bytes(),
+            "message {i} out of order or lost"
+        );
+        let pid = u16::from_be_bytes([pkt[5], pkt[6]]);
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s.send(&ack(0x40, pid));
+    }
+    publisher.join().unwrap();
+    assert!(!m.log_text().contains("being dropped"), "{}", m.log_text());
+}

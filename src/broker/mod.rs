@@ -92,6 +92,11 @@ pub type Msg = Rc<Message>;
 /// message queue, not in an ever-growing byte buffer.
 const OUT_HIGH_WATER: usize = 64 * 1024;
 
+/// Longest a publisher is paused because a subscriber's queue is full. Past it, messages for
+/// full queues are dropped (as mosquitto does) for `THROTTLE_MAX_MS` before pausing again,
+/// so two clients that fill each other's queues cannot stall each other for good.
+const THROTTLE_MAX_MS: Millis = 2_000;
+
 /// Largest CONNECT a client can need (protocol name, flags and five 65,535-byte fields), and so
 /// the most a connection that has not yet been accepted may make the broker buffer.
 pub const MAX_CONNECT_LEN: usize = 5 + 8 + 4 + 5 * (2 + 65_535);
@@ -275,6 +280,10 @@ struct Conn {
     /// Due time of this connection's one live entry in the timer heap (`Millis::MAX`: none).
     timer_at: Millis,
     v5: Option<Box<V5Conn>>,
+    /// Paused (no more packets handled) until a full subscriber queue drains, or this time.
+    throttled_until: Option<Millis>,
+    /// After a pause ran out: not paused again before this time.
+    no_throttle_until: Millis,
 }
 
 /// Why a connection ends; decides the log line, the MQTT 5 DISCONNECT reason code and whether
@@ -331,6 +340,10 @@ pub struct Broker {
     per_listener: Vec<usize>,
     /// The time of the call being handled.
     now: Millis,
+    /// The connection whose PUBLISH is being routed (for backpressure).
+    publishing: Option<ConnId>,
+    /// Paused connections that may be read again.
+    resumed: Vec<ConnId>,
     scratch_matches: Vec<SubEntry>,
     scratch_stack: Vec<(usize, usize)>,
     scratch_props: Vec<u8>,
@@ -368,6 +381,8 @@ impl Broker {
             max_packet,
             per_listener,
             now: 0,
+            publishing: None,
+            resumed: Vec::new(),
             scratch_matches: Vec::new(),
             scratch_stack: Vec::new(),
             scratch_props: Vec::new(),
@@ -433,6 +448,8 @@ impl Broker {
             dirty: false,
             timer_at: Millis::MAX,
             v5: None,
+            throttled_until: None,
+            no_throttle_until: 0,
         });
         if over {
             if let Some(c) = self.live(id) {
@@ -466,6 +483,10 @@ impl Broker {
             let Some(conn) = self.live(id) else {
                 return data.len();
             };
+            if conn.throttled_until.is_some() {
+                // Paused: the rest waits with the caller until `take_resumed` names us.
+                return pos;
+            }
             let max = if conn.state == State::AwaitConnect {
                 max_packet.min(MAX_CONNECT_LEN)
             } else {
@@ -594,6 +615,22 @@ impl Broker {
                 continue;
             }
             c.timer_at = Millis::MAX;
+            if let Some(until) = c.throttled_until {
+                if until <= now {
+                    // A pause that ran out: go on, dropping for full queues for a while.
+                    c.throttled_until = None;
+                    c.no_throttle_until = now + THROTTLE_MAX_MS;
+                    c.last_rx = now;
+                    self.resumed.push(id);
+                    warn!("Publisher paused for {THROTTLE_MAX_MS} ms by a full subscriber queue; resuming.");
+                } else {
+                    self.arm(id, until);
+                    continue;
+                }
+            }
+            let Some(Some(c)) = self.conns.get_mut(id) else {
+                continue;
+            };
             let deadline = match c.state {
                 State::AwaitConnect => c.opened + self.cfg.connect_timeout_ms,
                 State::Connected if c.keep_alive > 0 => c.last_rx + c.keep_alive as u64 * 1500,
@@ -1317,7 +1354,10 @@ impl Broker {
                     .message_expiry_interval
                     .map(|e| now + e as Millis * 1000),
             });
-            if self.publish(msg, Some(sid)) == 0 {
+            self.publishing = Some(id);
+            let reached = self.publish(msg, Some(sid));
+            self.publishing = None;
+            if reached == 0 {
                 code = reason::NO_MATCHING_SUBSCRIBERS;
             }
         }
@@ -1415,9 +1455,36 @@ impl Broker {
             return;
         }
         let len = msg.payload.len();
-        if (max_queued > 0 && s.queue.len() >= max_queued)
-            || (max_bytes > 0 && !s.queue.is_empty() && s.queued_bytes + len > max_bytes)
-        {
+        let full = (max_queued > 0 && s.queue.len() >= max_queued)
+            || (max_bytes > 0 && !s.queue.is_empty() && s.queued_bytes + len > max_bytes);
+        // Backpressure: a QoS 1/2 message for a connected subscriber whose queue is full is
+        // kept, and its publisher is paused until the queue drains, so nothing acknowledged
+        // is lost. (Not for a client publishing to itself, nor while a pause has run out.)
+        let pause = full
+            && qos != QoS::AtMostOnce
+            && s.conn.is_some()
+            && self.publishing.is_some_and(|p| {
+                Some(p) != s.conn
+                    && matches!(self.conns.get(p), Some(Some(c)) if c.no_throttle_until <= self.now)
+            });
+        if pause {
+            if let Some(p) = self.publishing {
+                if let Some(Some(c)) = self.conns.get_mut(p) {
+                    if c.throttled_until.is_none() {
+                        c.throttled_until = Some(self.now + THROTTLE_MAX_MS);
+                    }
+                    let entry = (p, c.serial);
+                    if !s.blockers.contains(&entry) {
+                        s.blockers.push(entry);
+                    }
+                    let at = self.now + THROTTLE_MAX_MS;
+                    if at < c.timer_at {
+                        c.timer_at = at;
+                        self.timers.push(Reverse((at, p, c.serial)));
+                    }
+                }
+            }
+        } else if full {
             self.stats.msgs_dropped += 1;
             if !s.dropping {
                 s.dropping = true;
@@ -1605,10 +1672,44 @@ impl Broker {
         if s.queue.is_empty() {
             s.dropping = false;
         }
+        let max_queued = self.cfg.max_queued_messages;
+        let max_bytes = self.cfg.max_queued_bytes;
+        if !s.blockers.is_empty()
+            && (max_queued == 0 || s.queue.len() <= max_queued / 2)
+            && (max_bytes == 0 || s.queued_bytes <= max_bytes / 2)
+        {
+            let blockers = std::mem::take(&mut s.blockers);
+            self.resume(&blockers);
+        }
         if sent > 0 {
             self.stats.msgs_sent += sent;
             self.mark(id);
         }
+    }
+
+    /// Lets paused publishers go on (those that are still the same connections).
+    fn resume(&mut self, who: &[(ConnId, u64)]) {
+        for &(p, serial) in who {
+            if let Some(Some(c)) = self.conns.get_mut(p) {
+                if c.serial == serial && c.throttled_until.take().is_some() {
+                    // Not reading it was the broker's doing, not the client's silence.
+                    c.last_rx = self.now;
+                    self.resumed.push(p);
+                }
+            }
+        }
+    }
+
+    /// Whether the broker has paused reading from `id` (a subscriber it publishes to is full).
+    pub fn is_paused(&self, id: ConnId) -> bool {
+        matches!(self.conns.get(id), Some(Some(c)) if c.throttled_until.is_some())
+    }
+
+    /// Moves the connections that may be read again into `into` (cleared first): the caller
+    /// hands them their kept bytes with [`Broker::received`] and reads their sockets again.
+    pub fn take_resumed(&mut self, into: &mut Vec<ConnId>) {
+        into.clear();
+        std::mem::swap(into, &mut self.resumed);
     }
 
     fn on_ack(&mut self, sid: SessionId, pid: u16, expect: Ack) {
@@ -1835,6 +1936,9 @@ impl Broker {
         };
         let s = &mut self.sessions[sid];
         s.conn = None;
+        let blockers = std::mem::take(&mut s.blockers);
+        self.resume(&blockers);
+        let s = &mut self.sessions[sid];
         if let Some(w) = will {
             if will_delay > 0 && s.expiry_interval > 0 {
                 // MQTT 5 Will Delay: sent later, unless the session is resumed first.

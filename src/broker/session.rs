@@ -66,6 +66,8 @@ pub struct Session {
     pub pending_will: Option<(Millis, Msg)>,
     /// Distinguishes this session from earlier ones in the same slot (for timers).
     pub serial: u64,
+    /// Publishers paused because this session's queue is full: (connection, serial).
+    pub blockers: Vec<(ConnId, u64)>,
 }
 
 impl Session {
@@ -88,6 +90,7 @@ impl Session {
             expires_at: None,
             pending_will: None,
             serial: 0,
+            blockers: Vec::new(),
         }
     }
 

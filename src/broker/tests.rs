@@ -590,7 +590,7 @@ fn clean_session_discards_the_old_session() {
 }
 
 #[test]
-fn inflight_window_and_queue_limit_bound_a_slow_subscriber() {
+fn inflight_window_and_full_queue_pause_the_publisher_instead_of_dropping() {
     let mut h = H::with(Config {
         max_inflight_messages: 2,
         max_queued_messages: 5,
@@ -598,11 +598,19 @@ fn inflight_window_and_queue_limit_bound_a_slow_subscriber() {
     });
     h.subscriber(1, "slow", "t", QoS::AtLeastOnce);
     h.client(2, connect("pub", true, 0));
-    for i in 1..=10u16 {
+    for i in 1..=8u16 {
         h.send(2, publish("t", b"m", QoS::AtLeastOnce, Some(i)));
     }
-    assert_eq!(h.b.session_queue("slow"), Some((5, 2)));
-    assert_eq!(h.b.stats.msgs_dropped, 3);
+    // 2 in flight, 5 queued, and the 8th kept too: the publisher is paused, nothing dropped.
+    assert_eq!(h.b.session_queue("slow"), Some((6, 2)));
+    assert_eq!(h.b.stats.msgs_dropped, 0);
+    assert!(h.b.is_paused(2));
+    let ninth = enc(&[publish("t", b"m", QoS::AtLeastOnce, Some(9))]);
+    assert_eq!(
+        h.b.received(2, &ninth, h.now),
+        0,
+        "a paused connection consumes nothing"
+    );
     assert_eq!(
         h.take(1),
         enc(&[
@@ -610,12 +618,58 @@ fn inflight_window_and_queue_limit_bound_a_slow_subscriber() {
             publish("t", b"m", QoS::AtLeastOnce, Some(2)),
         ])
     );
-    h.send(1, Packet::puback(1));
-    assert_eq!(
-        h.take(1),
-        enc(&[publish("t", b"m", QoS::AtLeastOnce, Some(3))])
-    );
-    assert_eq!(h.b.session_queue("slow"), Some((4, 2)));
+    // Acks drain the queue; at half of max_queued_messages the publisher goes on.
+    for pid in 1..=4u16 {
+        h.send(1, Packet::puback(pid));
+    }
+    assert!(!h.b.is_paused(2));
+    let mut resumed = Vec::new();
+    h.b.take_resumed(&mut resumed);
+    assert_eq!(resumed, vec![2]);
+    assert_eq!(h.b.received(2, &ninth, h.now), ninth.len());
+    assert_eq!(h.b.session_queue("slow"), Some((3, 2)));
+}
+
+#[test]
+fn a_pause_that_runs_out_falls_back_to_dropping() {
+    let mut h = H::with(Config {
+        max_inflight_messages: 1,
+        max_queued_messages: 2,
+        ..Config::default()
+    });
+    h.subscriber(1, "stalled", "t", QoS::AtLeastOnce);
+    h.client(2, connect("pub", true, 0));
+    for i in 1..=4u16 {
+        h.send(2, publish("t", b"m", QoS::AtLeastOnce, Some(i)));
+    }
+    assert!(h.b.is_paused(2));
+    h.advance(THROTTLE_MAX_MS);
+    assert!(!h.b.is_paused(2));
+    // For a while, messages for the full queue are dropped rather than pausing again.
+    h.send(2, publish("t", b"m", QoS::AtLeastOnce, Some(5)));
+    assert_eq!(h.b.stats.msgs_dropped, 1);
+    assert!(!h.b.is_paused(2));
+    // A subscriber going away releases its publishers at once.
+    h.advance(THROTTLE_MAX_MS);
+    h.send(2, publish("t", b"m", QoS::AtLeastOnce, Some(6)));
+    assert!(h.b.is_paused(2));
+    h.b.lost(1, false, h.now);
+    assert!(!h.b.is_paused(2));
+}
+
+#[test]
+fn a_client_publishing_to_its_own_full_queue_is_not_paused() {
+    let mut h = H::with(Config {
+        max_inflight_messages: 1,
+        max_queued_messages: 1,
+        ..Config::default()
+    });
+    h.subscriber(1, "loop", "t", QoS::AtLeastOnce);
+    for i in 1..=4u16 {
+        h.send(1, publish("t", b"m", QoS::AtLeastOnce, Some(i)));
+    }
+    assert!(!h.b.is_paused(1));
+    assert_eq!(h.b.stats.msgs_dropped, 2);
 }
 
 #[test]
@@ -1139,12 +1193,17 @@ fn queued_bytes_and_inflight_bytes_limits() {
     );
     h.subscriber(1, "slow", "t", QoS::AtLeastOnce);
     h.client(2, connect("pub", true, 0));
-    for i in 1..=6u16 {
+    for i in 1..=4u16 {
         h.send(2, publish("t", b"0123456789", QoS::AtLeastOnce, Some(i)));
     }
-    // One 10-byte message in flight fills the window; two more queue (20 <= 25); the rest drop.
-    assert_eq!(h.b.session_queue("slow"), Some((2, 1)));
-    assert_eq!(h.b.stats.msgs_dropped, 3);
+    // One 10-byte message in flight fills the window; two more queue (20 <= 25); the fourth
+    // would pass the byte limit: kept, and the publisher paused.
+    assert_eq!(h.b.session_queue("slow"), Some((3, 1)));
+    assert!(h.b.is_paused(2));
+    // QoS 0 messages over the limit are dropped, as before.
+    h.client(3, connect("pub0", true, 0));
+    h.send(3, publish("t", b"0123456789", QoS::AtMostOnce, None));
+    assert_eq!(h.b.stats.msgs_dropped, 1);
 }
 
 #[test]

@@ -503,8 +503,39 @@ impl Server {
                 self.closed(key);
                 return;
             }
+            if self.broker.is_paused(key) {
+                // Backpressure: leave the socket unread; `resume` picks it up again.
+                return;
+            }
         }
         self.ready.push(key);
+    }
+
+    /// A paused connection may go on: hand the broker the bytes kept for it, then read.
+    fn resume(&mut self, key: usize) {
+        let Some(sock) = self.socks.get_mut(key) else {
+            return;
+        };
+        if sock.closing {
+            return;
+        }
+        if !sock.rbuf.is_empty() {
+            let now = self.start.elapsed().as_millis() as Millis;
+            let used = self.broker.received(key, &sock.rbuf, now);
+            if used == sock.rbuf.len() {
+                sock.rbuf = Vec::new();
+            } else {
+                sock.rbuf.drain(..used);
+            }
+            if self.broker.is_closed(key) {
+                self.closed(key);
+                return;
+            }
+            if self.broker.is_paused(key) {
+                return;
+            }
+        }
+        self.read(key);
     }
 
     /// Writes what the broker has queued for `key`, until it is all written or the socket is
@@ -566,10 +597,18 @@ impl Server {
 
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
+        let mut resumed = Vec::new();
         loop {
             self.broker.take_dirty(&mut dirty);
             if dirty.is_empty() {
-                break;
+                self.broker.take_resumed(&mut resumed);
+                if resumed.is_empty() {
+                    break;
+                }
+                for &key in &resumed {
+                    self.resume(key);
+                }
+                continue;
             }
             for &key in &dirty {
                 if self.socks.get(key).is_some_and(|s| !s.closing) {

@@ -93,11 +93,11 @@
 //! - `Ok` with `damaged == false` and no problems: the file is exactly as written.
 //!
 //! A damaged header does not lose the records: they are read without it, and the counts come
-//! from the end record. The version field decides between "damaged" and "newer": a version
-//! other than 1 is taken as damage when the header's checksum matches it as version 1, or when
-//! an intact version 1 record follows the header at offset 36 (a newer writer marks its
-//! records with its own version byte, so its files never have one there); otherwise a version
-//! above 1 is [`FormatError::NewerVersion`].
+//! from the end record. A version above 1 is [`FormatError::NewerVersion`] when the header's
+//! checksum matches it as it stands. Otherwise it is taken as damage when the checksum matches
+//! the header as version 1, or when an intact version 1 record follows the header at offset 36
+//! (a newer writer marks its records with its own version byte, so its files never have one
+//! there); failing both, it is [`FormatError::NewerVersion`] too: refuse rather than misread.
 //!
 //! Known limits. Resynchronising means searching for the record marker, so a damaged record
 //! whose payload happens to contain a whole, valid midge record (a snapshot file published as
@@ -966,6 +966,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
     let version = le_u32(bytes, 8);
     if magic_ok && bytes.len() >= 12 && version != Some(VERSION) {
         let v = version.unwrap_or(0);
+        // A header that checks out as it stands says what it is.
+        let intact = bytes.len() >= HEADER_LEN && le_u32(bytes, 32) == Some(crc32(&bytes[..32]));
         // A damaged version field of a version 1 header: the checksum says so.
         let as_v1 = bytes.get(..HEADER_LEN).and_then(|h| {
             let mut fixed = [0u8; 32];
@@ -973,12 +975,15 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
             fixed[8..12].copy_from_slice(&VERSION.to_le_bytes());
             (le_u32(h, 32) == Some(crc32(&fixed))).then_some(fixed)
         });
-        if let Some(h) = as_v1 {
+        if intact && v > VERSION {
+            return Err(FormatError::NewerVersion(v));
+        } else if let Some(h) = as_v1 {
             st.problem(format!(
                 "header damaged: its version field reads {v}, its checksum says version {VERSION}"
             ));
             st.header_counts = le_u64(&h, 16).zip(le_u64(&h, 24));
         } else if v > VERSION && !matches!(frame_at(bytes, HEADER_LEN), Frame::Intact { .. }) {
+            // A header of another layout (a newer one), or damaged beyond telling.
             return Err(FormatError::NewerVersion(v));
         } else {
             // Version 0, or a damaged header followed by an intact version 1 record (a newer
@@ -1657,6 +1662,10 @@ mod tests {
                 b[x.0 + 3] = v as u8;
             }
             assert_eq!(decode(&b), Err(FormatError::NewerVersion(v)));
+            // An intact header is believed, whatever follows it.
+            let mut b1 = b.clone();
+            b1[HEADER_LEN..].copy_from_slice(&body[HEADER_LEN..]);
+            assert_eq!(decode(&b1), Err(FormatError::NewerVersion(v)));
             // Whatever a newer header looks like after its version field.
             assert_eq!(decode(&b[..12]), Err(FormatError::NewerVersion(v)));
             assert_eq!(decode(&b[..40]), Err(FormatError::NewerVersion(v)));
