@@ -170,6 +170,7 @@ fn main() -> ExitCode {
     bcfg.listeners = listener_policies;
     bcfg.clientid_prefixes = cfg.clientid_prefixes.clone();
     bcfg.connection_messages = cfg.connection_messages;
+    bcfg.sys_interval = cfg.sys_interval;
     bcfg.persistent_client_expiration = cfg
         .persistent_client_expiration
         .map(|s| s.min(u32::MAX as u64 - 1) as u32);

@@ -111,3 +111,44 @@ fn bind_interface_and_socket_domain() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("bind_interface no-such-if0"), "{err}");
 }
+
+#[test]
+fn sys_tree_is_published_like_mosquittos() {
+    let m = Midge::start("allow_anonymous true\nsys_interval 1\n");
+    let mut c = m.client();
+    c.handshake("dash", true, 0, false);
+    c.send(&subscribe(
+        1,
+        &[
+            ("$SYS/broker/version", 0),
+            ("$SYS/broker/clients/connected", 0),
+        ],
+    ));
+    c.expect(&suback(1, &[0, 0]));
+    let version = format!("midge version {}", env!("CARGO_PKG_VERSION"));
+    let mut got = vec![c.recv(), c.recv()];
+    got.sort();
+    let mut want = vec![
+        publish("$SYS/broker/version", version.as_bytes(), 0, true, 0),
+        publish("$SYS/broker/clients/connected", b"0", 0, true, 0),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // Within a second or two the count of connected clients changes to 1.
+    c.expect(&publish("$SYS/broker/clients/connected", b"1", 0, false, 0));
+    // Clients cannot write to $SYS.
+    c.send(&publish("$SYS/broker/version", b"fake", 0, true, 0));
+    c.send(&PINGREQ);
+    c.expect(&PINGRESP);
+    let mut d = m.client();
+    d.handshake("other", true, 0, false);
+    d.send(&subscribe(1, &[("$SYS/broker/version", 0)]));
+    d.expect(&suback(1, &[0]));
+    d.expect(&publish(
+        "$SYS/broker/version",
+        version.as_bytes(),
+        0,
+        true,
+        0,
+    ));
+}

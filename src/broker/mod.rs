@@ -16,6 +16,7 @@
 mod retain;
 mod session;
 mod subs;
+mod sys;
 mod trie;
 
 #[cfg(test)]
@@ -182,6 +183,8 @@ pub struct Config {
     pub topic_alias_to_clients: bool,
     /// Log connections and disconnections.
     pub connection_messages: bool,
+    /// Seconds between `$SYS` updates; 0: none.
+    pub sys_interval: u32,
     /// Seed for assigned client identifiers.
     pub id_seed: u64,
 }
@@ -206,6 +209,7 @@ impl Default for Config {
             persistent_client_expiration: None,
             topic_alias_to_clients: true,
             connection_messages: true,
+            sys_interval: 0,
             id_seed: 0x5eed,
         }
     }
@@ -312,10 +316,22 @@ pub enum Close {
 /// Counters for logs and $SYS.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
+    /// PUBLISH packets received from clients and sent to them; messages dropped.
     pub msgs_received: u64,
     pub msgs_sent: u64,
     pub msgs_dropped: u64,
     pub connections_total: u64,
+    /// All packets and bytes, both ways.
+    pub pkts_received: u64,
+    pub pkts_sent: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub publish_bytes_received: u64,
+    pub publish_bytes_sent: u64,
+    /// Sessions removed because they expired.
+    pub expired: u64,
+    /// Most clients connected at once.
+    pub max_connected: u64,
     /// Changes worth saving: retained messages set, subscriptions made or removed, messages
     /// queued for sessions.
     pub changes: u64,
@@ -344,6 +360,9 @@ pub struct Broker {
     publishing: Option<ConnId>,
     /// Paused connections that may be read again.
     resumed: Vec<ConnId>,
+    sys: sys::SysState,
+    /// The process's memory (current, maximum) in bytes, filled in by the caller for `$SYS`.
+    pub heap: (u64, u64),
     scratch_matches: Vec<SubEntry>,
     scratch_stack: Vec<(usize, usize)>,
     scratch_props: Vec<u8>,
@@ -383,6 +402,8 @@ impl Broker {
             now: 0,
             publishing: None,
             resumed: Vec::new(),
+            sys: sys::SysState::default(),
+            heap: (0, 0),
             scratch_matches: Vec::new(),
             scratch_stack: Vec::new(),
             scratch_props: Vec::new(),
@@ -496,6 +517,11 @@ impl Broker {
                 Ok(Status::Complete(p, n)) => {
                     pos += n;
                     conn.last_rx = now;
+                    self.stats.pkts_received += 1;
+                    self.stats.bytes_received += n as u64;
+                    if let Packet::Publish(pb) = &p {
+                        self.stats.publish_bytes_received += pb.payload.len() as u64;
+                    }
                     self.handle(id, p, now);
                 }
                 Ok(Status::Partial) => return pos,
@@ -536,6 +562,7 @@ impl Broker {
             return;
         };
         c.out_pos = (c.out_pos + n).min(c.out.len());
+        self.stats.bytes_sent += n as u64;
         if c.out_pos == c.out.len() {
             // Idle connections hold no output buffer.
             c.out = Vec::new();
@@ -596,13 +623,14 @@ impl Broker {
     pub fn next_deadline(&self) -> Option<Millis> {
         let a = self.timers.peek().map(|Reverse((t, _, _))| *t);
         let b = self.session_timers.peek().map(|Reverse((t, _, _))| *t);
-        a.into_iter().chain(b).min()
+        a.into_iter().chain(b).chain(self.sys_due()).min()
     }
 
     /// Runs every timer due at `now`: keepalive expiry, CONNECT timeouts, session expiry and
     /// delayed wills.
     pub fn tick(&mut self, now: Millis) {
         self.now = now;
+        self.sys_tick(now);
         while let Some(&Reverse((due, id, serial))) = self.timers.peek() {
             if due > now {
                 break;
@@ -664,6 +692,7 @@ impl Broker {
             let s = &self.sessions[sid];
             if s.expires_at.is_some_and(|t| t <= now) {
                 info!("Client {} expired.", s.client_id);
+                self.stats.expired += 1;
                 self.end_session(sid);
             }
         }
@@ -728,9 +757,10 @@ impl Broker {
         }
     }
 
-    /// The output buffer of `id`, marked for writing.
+    /// The output buffer of `id`, marked for writing (one packet is about to be written).
     fn out(&mut self, id: ConnId) -> Option<&mut Vec<u8>> {
         self.mark(id);
+        self.stats.pkts_sent += 1;
         match self.conns.get_mut(id) {
             Some(Some(c)) if c.state != State::Closed => Some(&mut c.out),
             _ => None,
@@ -1651,6 +1681,7 @@ impl Broker {
                 v5_props_ref,
                 &q.msg.payload,
             );
+            self.stats.publish_bytes_sent += len as u64;
             if let Some(pid) = pid {
                 s.inflight_bytes += len;
                 s.inflight.push_back(Inflight {
@@ -1683,6 +1714,7 @@ impl Broker {
         }
         if sent > 0 {
             self.stats.msgs_sent += sent;
+            self.stats.pkts_sent += sent;
             self.mark(id);
         }
     }
@@ -2075,7 +2107,8 @@ impl Broker {
         let now = self.now;
         let mut retained = Vec::with_capacity(self.retained.len());
         self.retained.for_each(|m| {
-            if m.expiry.is_none_or(|t| t > now) {
+            // $SYS values are the running broker's own, not worth keeping.
+            if m.expiry.is_none_or(|t| t > now) && !m.topic.starts_with("$SYS") {
                 retained.push(stored_msg(m, now));
             }
         });

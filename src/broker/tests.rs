@@ -1252,10 +1252,14 @@ fn enc5(ps: &[Packet<'_>]) -> Vec<u8> {
 
 /// Every packet in `bytes`, decoded as MQTT 5.
 fn packets5(bytes: &[u8]) -> Vec<Packet<'_>> {
+    packets(bytes, Version::V5)
+}
+
+fn packets(bytes: &[u8], version: Version) -> Vec<Packet<'_>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
-        match mqtt::decode(&bytes[pos..], Version::V5, usize::MAX).unwrap() {
+        match mqtt::decode(&bytes[pos..], version, usize::MAX).unwrap() {
             Status::Complete(p, n) => {
                 out.push(p);
                 pos += n;
@@ -2077,4 +2081,55 @@ fn restored_pending_will_and_expiry_keep_their_clocks() {
     );
     b.advance(50_000);
     assert_eq!(b.b.session_count(), 1, "the watcher only");
+}
+
+#[test]
+fn sys_topics_are_published_retained_when_they_change() {
+    let mut h = with_policy(|_| {}, |c| c.sys_interval = 10);
+    h.b.tick(h.now);
+    h.client(1, connect("dash", true, 0));
+    h.send(1, subscribe_pkt("$SYS/broker/clients/connected"));
+    // The retained value is there at once.
+    assert_eq!(
+        h.take(1),
+        enc(&[
+            Packet::suback(1, vec![0]),
+            Packet::Publish(Publish {
+                props: Properties::default(),
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: true,
+                topic: "$SYS/broker/clients/connected",
+                pid: None,
+                payload: b"0",
+            })
+        ])
+    );
+    h.send(1, subscribe_pkt("$SYS/broker/uptime"));
+    h.take(1);
+    h.advance(10_000);
+    // connected changed to 1; uptime changed; both sent, as plain (not retained) deliveries.
+    let out = h.take(1);
+    let ps = packets(&out, Version::V311);
+    let got: Vec<(&str, &[u8])> = ps
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(p) => (p.topic, p.payload),
+            _ => panic!(),
+        })
+        .collect();
+    assert!(
+        got.contains(&("$SYS/broker/clients/connected", b"1".as_slice())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("$SYS/broker/uptime", b"11 seconds".as_slice())),
+        "{got:?}"
+    );
+    // Nothing changed but the uptime: only the uptime again.
+    h.advance(10_000);
+    let out = h.take(1);
+    assert_eq!(packets(&out, Version::V311).len(), 1);
+    // Wildcards starting the filter do not see $SYS [MQTT-4.7.2-1]; clients cannot write it.
+    assert!(h.b.retained().get("$SYS/broker/version").is_some());
 }

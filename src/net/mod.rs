@@ -401,6 +401,10 @@ impl Server {
                     self.accept(i);
                 }
             }
+            if self.broker.sys_due().is_some_and(|t| t <= now) {
+                let rss = resident_bytes();
+                self.broker.heap = (rss, self.broker.heap.1.max(rss));
+            }
             self.broker.tick(now);
             self.flush_dirty();
             self.maybe_save(now);
@@ -637,4 +641,12 @@ impl Server {
         sock.rbuf = Vec::new();
         self.to_release.push(key);
     }
+}
+
+/// The process's resident memory, from /proc/self/statm (0 where unavailable).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
