@@ -160,7 +160,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    if let Some(user) = &cfg.user {
+    // As mosquitto: started as root, continue as the configured user, or as `midge` when that
+    // user exists and none is configured.
+    let user = cfg.user.clone().or_else(|| {
+        nix::unistd::User::from_name("midge")
+            .ok()
+            .flatten()
+            .map(|_| "midge".to_string())
+    });
+    if let Some(user) = &user {
         if let Err(e) = drop_privileges(user) {
             error!("Error: {e}");
             return ExitCode::from(1);
@@ -221,6 +229,7 @@ fn main() -> ExitCode {
         Err(e) => warn!("Signals will not be handled: {e}."),
     }
     info!("midge version {VERSION} running");
+    notify_ready();
     let result = server.run();
     if let Some(path) = &cfg.pid_file {
         let _ = std::fs::remove_file(path);
@@ -352,4 +361,25 @@ fn policies(cfg: &Config, local_port: u16) -> Result<Vec<ListenerPolicy>, String
         });
     }
     Ok(out)
+}
+
+/// Tells systemd (`Type=notify`) that the listeners are open and clients can connect.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(b"READY=1", &a))
+    } else {
+        sock.send_to(b"READY=1", &path)
+    };
+    if let Err(e) = sent {
+        warn!("Could not notify systemd: {e}.");
+    }
 }

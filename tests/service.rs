@@ -152,3 +152,157 @@ fn sys_tree_is_published_like_mosquittos() {
         0,
     ));
 }
+
+/// Under an emulator (`XCHECK_EXEC_WRAPPER`) the broker cannot start copies of itself or be
+/// started by a shell script directly; these tests say so and check only what they can.
+fn emulated() -> bool {
+    let e = std::env::var_os("XCHECK_EXEC_WRAPPER").is_some();
+    if e {
+        eprintln!("under XCHECK_EXEC_WRAPPER: the daemon/init-script part of this test needs a native binary");
+    }
+    e
+}
+
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + patience();
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn port_of_log(path: &std::path::Path) -> u16 {
+    let find = || -> Option<u16> {
+        let log = std::fs::read_to_string(path).ok()?;
+        let l = log
+            .lines()
+            .find(|l| l.contains("Opening ipv4 listen socket on port "))?;
+        l.rsplit(' ').next()?.trim_end_matches('.').parse().ok()
+    };
+    wait_until("the listener in the log", || find().is_some());
+    find().unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+use std::path::Path;
+
+#[test]
+fn daemon_mode_detaches_and_writes_the_pid_file() {
+    if emulated() {
+        return;
+    }
+    let dir = TempDir::new();
+    let pid_path = dir.path("midge.pid");
+    let log_path = dir.path("midge.log");
+    let conf = dir.write(
+        "m.conf",
+        &format!(
+            "listener 0 127.0.0.1\nallow_anonymous true\npid_file {}\nlog_dest file {}\n",
+            pid_path.display(),
+            log_path.display()
+        ),
+    );
+    let status = midge_command()
+        .args(["-d", "-c", conf.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "the foreground process exits 0 at once");
+    wait_until("the pid file", || pid_path.exists());
+    let pid: u32 = std::fs::read_to_string(&pid_path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    let port = port_of_log(&log_path);
+    let mut c = Client::connect(port);
+    c.handshake("c", true, 0, false);
+    signal(pid, "-TERM");
+    wait_until("the daemon to exit", || !alive(pid));
+    assert!(!pid_path.exists());
+}
+
+#[test]
+fn init_script_start_status_reload_stop() {
+    if emulated() {
+        return;
+    }
+    let dir = TempDir::new();
+    let log_path = dir.path("midge.log");
+    let pid_path = dir.path("midge.pid");
+    let conf = dir.write(
+        "m.conf",
+        &format!(
+            "listener 0 127.0.0.1\nallow_anonymous true\nlog_dest file {}\n",
+            log_path.display()
+        ),
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/midge.init");
+    let run = |arg: &str| {
+        let out = Command::new("sh")
+            .args([script, arg])
+            .env("DAEMON", env!("CARGO_BIN_EXE_midge"))
+            .env("CONF", &conf)
+            .env("PIDFILE", &pid_path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(run("status"), (Some(3), "midge is not running\n".into()));
+    let (code, out) = run("start");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("midge started (pid "), "{out}");
+    let (code, out) = run("status");
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("midge is running (pid "), "{out}");
+    let port = port_of_log(&log_path);
+    let mut c = Client::connect(port);
+    c.handshake("c", true, 0, false);
+    assert_eq!(run("reload"), (Some(0), "midge reloaded\n".into()));
+    wait_until("the reload in the log", || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("Reloading config.")
+    });
+    assert_eq!(run("stop"), (Some(0), "midge stopped\n".into()));
+    assert_eq!(run("status").0, Some(3));
+    // A broken configuration is reported as a failed start.
+    std::fs::write(&conf, "bogus_option 1\n").unwrap();
+    let (code, out) = run("start");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    if !have("systemd-analyze") {
+        // Not every machine has systemd; the unit is then checked for its essentials only.
+        let unit =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/midge.service"))
+                .unwrap();
+        assert!(unit.contains("Type=notify") && unit.contains("ExecStart=/usr/local/bin/midge"));
+        return;
+    }
+    let dir = TempDir::new();
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/midge.service"))
+        .unwrap()
+        .replace("/usr/local/bin/midge", env!("CARGO_BIN_EXE_midge"));
+    let path = dir.write("midge.service", &unit);
+    let out = Command::new("systemd-analyze")
+        .args(["verify", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
