@@ -105,8 +105,12 @@ impl Store {
         }
     }
 
-    /// Writes `snap` atomically. Returns the bytes written.
-    pub fn save(&self, snap: &Snapshot) -> io::Result<u64> {
+    /// Writes a snapshot atomically: `write` produces it into the new file. Returns the bytes
+    /// written and what `write` returned.
+    pub fn save<T>(
+        &self,
+        write: impl FnOnce(&mut BufWriter<File>) -> io::Result<T>,
+    ) -> io::Result<(u64, T)> {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".new");
         let tmp = PathBuf::from(tmp);
@@ -117,7 +121,7 @@ impl Store {
                 .truncate(true)
                 .open(&tmp)?;
             let mut w = BufWriter::with_capacity(64 * 1024, f);
-            format::encode_into(snap, &mut w)?;
+            let t = write(&mut w)?;
             w.flush()?;
             let f = w.into_inner().map_err(|e| e.into_error())?;
             f.sync_all()?;
@@ -132,7 +136,7 @@ impl Store {
                 };
                 File::open(dir)?.sync_all()?;
             }
-            Ok(len)
+            Ok((len, t))
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -149,14 +153,12 @@ pub struct Autosave {
     pub on_changes: bool,
 }
 
-/// Saves and logs; never fails the caller.
-pub fn save_logged(store: &Store, snap: &Snapshot) {
+/// Saves the broker's state and logs how it went; never fails the caller.
+pub fn save_logged(store: &Store, broker: &crate::broker::Broker) {
     let start = std::time::Instant::now();
-    match store.save(snap) {
-        Ok(bytes) => info!(
-            "Saved {} retained messages and {} sessions to {} ({bytes} bytes, {} ms).",
-            snap.retained.len(),
-            snap.sessions.len(),
+    match store.save(|w| broker.write_snapshot(w)) {
+        Ok((bytes, (retained, sessions))) => info!(
+            "Saved {retained} retained messages and {sessions} sessions to {} ({bytes} bytes, {} ms).",
             store.path().display(),
             start.elapsed().as_millis()
         ),

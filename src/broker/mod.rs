@@ -2076,6 +2076,66 @@ fn stored_msg(m: &Message, now: Millis) -> StoredMsg {
     }
 }
 
+/// Whether a retained message goes into a snapshot: not expired, and not one of the running
+/// broker's own `$SYS` values.
+fn saved_retained(m: &Message, now: Millis) -> bool {
+    m.expiry.is_none_or(|t| t > now) && !m.topic.starts_with("$SYS")
+}
+
+fn stored_session(s: &Session, now: Millis) -> StoredSession {
+    let mut out = Vec::with_capacity(s.inflight.len() + s.queue.len());
+    for f in &s.inflight {
+        out.push(StoredOut {
+            state: match f.state {
+                Ack::Pubcomp => OutState::AwaitComp,
+                _ => OutState::AwaitAck,
+            },
+            pid: f.pid,
+            qos: f.qos.as_u8(),
+            retain: f.retain,
+            sub_ids: f.sub_ids.to_vec(),
+            msg: stored_msg(&f.msg, now),
+        });
+    }
+    for q in &s.queue {
+        out.push(StoredOut {
+            state: OutState::Queued,
+            pid: 0,
+            qos: q.qos.as_u8(),
+            retain: q.retain,
+            sub_ids: q.sub_ids.to_vec(),
+            msg: stored_msg(&q.msg, now),
+        });
+    }
+    StoredSession {
+        client_id: s.client_id.to_string(),
+        username: s.username.as_ref().map(|u| u.to_string()),
+        listener: s.listener as u32,
+        expiry_interval: s.expiry_interval,
+        expiry_left: s
+            .expires_at
+            .map(|t| t.saturating_sub(now).div_ceil(1000).min(u32::MAX as u64) as u32),
+        subs: s
+            .subs
+            .iter()
+            .map(|(f, o, id)| StoredSub {
+                filter: f.to_string(),
+                options: o.byte(),
+                id: *id,
+            })
+            .collect(),
+        out,
+        incoming_qos2: s.incoming.clone(),
+        pending_will: s.pending_will.as_ref().map(|(t, w)| {
+            (
+                t.saturating_sub(now).div_ceil(1000).min(u32::MAX as u64) as u32,
+                stored_msg(w, now),
+            )
+        }),
+        last_pid: s.last_pid,
+    }
+}
+
 fn message_from(s: StoredMsg, now: Millis) -> Msg {
     Rc::new(Message {
         topic: s.topic.into(),
@@ -2104,72 +2164,70 @@ impl Broker {
     /// Everything that must survive a restart: retained messages and persistent sessions
     /// with their subscriptions, queued and in-flight messages and pending wills.
     pub fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot::default();
+        self.each_saved(
+            |m| {
+                snap.retained.push(m);
+                Ok(())
+            },
+            |_| Ok(()),
+        )
+        .ok();
+        self.each_saved(
+            |_| Ok(()),
+            |s| {
+                snap.sessions.push(s);
+                Ok(())
+            },
+        )
+        .ok();
+        snap
+    }
+
+    /// Writes the snapshot to `out` record by record, holding one record's copy at a time.
+    /// Returns the retained messages and sessions written.
+    pub fn write_snapshot(&self, out: &mut impl std::io::Write) -> std::io::Result<(u64, u64)> {
         let now = self.now;
-        let mut retained = Vec::with_capacity(self.retained.len());
+        let mut nr = 0u64;
         self.retained.for_each(|m| {
-            // $SYS values are the running broker's own, not worth keeping.
-            if m.expiry.is_none_or(|t| t > now) && !m.topic.starts_with("$SYS") {
-                retained.push(stored_msg(m, now));
+            if saved_retained(m, now) {
+                nr += 1;
             }
         });
-        let mut sessions = Vec::new();
+        let ns = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expiry_interval > 0)
+            .count() as u64;
+        let mut enc = crate::persist::format::Encoder::new(out, nr, ns);
+        self.each_saved(|m| enc.retained(&m), |_| Ok(()))?;
+        self.each_saved(|_| Ok(()), |s| enc.session(&s))?;
+        enc.finish()?;
+        Ok((nr, ns))
+    }
+
+    /// Calls `retained` for every retained message worth keeping, then `session` for every
+    /// persistent session, each converted on its own.
+    fn each_saved(
+        &self,
+        mut retained: impl FnMut(StoredMsg) -> std::io::Result<()>,
+        mut session: impl FnMut(StoredSession) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let now = self.now;
+        let mut result = Ok(());
+        self.retained.for_each(|m| {
+            if result.is_ok() && saved_retained(m, now) {
+                result = retained(stored_msg(m, now));
+            }
+        });
+        result?;
         for (_, s) in self.sessions.iter() {
             if s.expiry_interval == 0 {
                 continue;
             }
-            let mut out = Vec::with_capacity(s.inflight.len() + s.queue.len());
-            for f in &s.inflight {
-                out.push(StoredOut {
-                    state: match f.state {
-                        Ack::Pubcomp => OutState::AwaitComp,
-                        _ => OutState::AwaitAck,
-                    },
-                    pid: f.pid,
-                    qos: f.qos.as_u8(),
-                    retain: f.retain,
-                    sub_ids: f.sub_ids.to_vec(),
-                    msg: stored_msg(&f.msg, now),
-                });
-            }
-            for q in &s.queue {
-                out.push(StoredOut {
-                    state: OutState::Queued,
-                    pid: 0,
-                    qos: q.qos.as_u8(),
-                    retain: q.retain,
-                    sub_ids: q.sub_ids.to_vec(),
-                    msg: stored_msg(&q.msg, now),
-                });
-            }
-            sessions.push(StoredSession {
-                client_id: s.client_id.to_string(),
-                username: s.username.as_ref().map(|u| u.to_string()),
-                listener: s.listener as u32,
-                expiry_interval: s.expiry_interval,
-                expiry_left: s
-                    .expires_at
-                    .map(|t| t.saturating_sub(now).div_ceil(1000).min(u32::MAX as u64) as u32),
-                subs: s
-                    .subs
-                    .iter()
-                    .map(|(f, o, id)| StoredSub {
-                        filter: f.to_string(),
-                        options: o.byte(),
-                        id: *id,
-                    })
-                    .collect(),
-                out,
-                incoming_qos2: s.incoming.clone(),
-                pending_will: s.pending_will.as_ref().map(|(t, w)| {
-                    (
-                        t.saturating_sub(now).div_ceil(1000).min(u32::MAX as u64) as u32,
-                        stored_msg(w, now),
-                    )
-                }),
-                last_pid: s.last_pid,
-            });
+            session(stored_session(s, now))?;
         }
-        Snapshot { retained, sessions }
+        Ok(())
     }
 
     /// Loads a snapshot into a broker that has no sessions yet. Sessions come back as clients

@@ -2133,3 +2133,39 @@ fn sys_topics_are_published_retained_when_they_change() {
     // Wildcards starting the filter do not see $SYS [MQTT-4.7.2-1]; clients cannot write it.
     assert!(h.b.retained().get("$SYS/broker/version").is_some());
 }
+
+#[test]
+fn streamed_snapshot_decodes_to_the_collected_one() {
+    let mut h = H::new();
+    h.client(1, connect("sub", false, 0));
+    h.send(1, subscribe_pkt("#"));
+    h.b.lost(1, false, h.now);
+    h.b.release(1);
+    h.client(2, connect("pub", true, 0));
+    for i in 0..50u16 {
+        let t = format!("t/{i}");
+        h.b.received(
+            2,
+            &enc(&[Packet::Publish(Publish {
+                props: Properties::default(),
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: i % 2 == 0,
+                topic: &t,
+                pid: Some(i + 1),
+                payload: b"data",
+            })]),
+            h.now,
+        );
+    }
+    let mut bytes = Vec::new();
+    assert_eq!(h.b.write_snapshot(&mut bytes).unwrap(), (25, 1));
+    let d = crate::persist::format::decode(&bytes).unwrap();
+    assert!(!d.damaged, "{:?}", d.problems);
+    let mut want = h.b.snapshot();
+    let mut got = d.snapshot;
+    want.retained.sort_by(|a, b| a.topic.cmp(&b.topic));
+    got.retained.sort_by(|a, b| a.topic.cmp(&b.topic));
+    assert_eq!(got, want);
+    assert_eq!(got.sessions[0].out.len(), 50);
+}

@@ -255,8 +255,7 @@ impl Server {
     fn save(&mut self) {
         let now = self.now();
         if let Some(p) = self.persist.as_mut() {
-            let snap = self.broker.snapshot();
-            crate::store::save_logged(&p.store, &snap);
+            crate::store::save_logged(&p.store, &self.broker);
             p.last_at = now;
             p.last_changes = self.broker.changes();
         }

@@ -388,30 +388,67 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
 /// 32 KiB plus the largest record, however big the snapshot. Errors are `out`'s, or
 /// `InvalidInput` for a string, payload or record of 4 GiB or more.
 pub fn encode_into(s: &Snapshot, out: &mut impl Write) -> io::Result<()> {
-    let retained = s.retained.len() as u64;
-    let sessions = s.sessions.len() as u64;
-    let mut buf = Vec::with_capacity(CHUNK + 4096);
-    buf.extend_from_slice(&header(retained, sessions));
+    let mut e = Encoder::new(out, s.retained.len() as u64, s.sessions.len() as u64);
     for m in &s.retained {
-        put_record(&mut buf, TYPE_RETAINED, |b| put_msg(b, m))?;
-        if buf.len() >= CHUNK {
-            out.write_all(&buf)?;
-            buf.clear();
-        }
+        e.retained(m)?;
     }
     for ses in &s.sessions {
-        put_record(&mut buf, TYPE_SESSION, |b| put_session(b, ses))?;
-        if buf.len() >= CHUNK {
-            out.write_all(&buf)?;
-            buf.clear();
+        e.session(ses)?;
+    }
+    e.finish()
+}
+
+/// Writes a snapshot record by record, for a caller that produces the records one at a time
+/// (the broker, which then never holds a second copy of its state). The counts given to
+/// [`Encoder::new`] go into the header and must match the records written: every retained
+/// message first, then every session.
+pub struct Encoder<'w, W: Write> {
+    out: &'w mut W,
+    buf: Vec<u8>,
+    retained: u64,
+    sessions: u64,
+}
+
+impl<'w, W: Write> Encoder<'w, W> {
+    pub fn new(out: &'w mut W, retained: u64, sessions: u64) -> Self {
+        let mut buf = Vec::with_capacity(CHUNK + 4096);
+        buf.extend_from_slice(&header(retained, sessions));
+        Encoder {
+            out,
+            buf,
+            retained,
+            sessions,
         }
     }
-    put_record(&mut buf, TYPE_END, |b| {
-        b.extend_from_slice(&retained.to_le_bytes());
-        b.extend_from_slice(&sessions.to_le_bytes());
+
+    fn spill(&mut self) -> io::Result<()> {
+        if self.buf.len() >= CHUNK {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
         Ok(())
-    })?;
-    out.write_all(&buf)
+    }
+
+    pub fn retained(&mut self, m: &StoredMsg) -> io::Result<()> {
+        put_record(&mut self.buf, TYPE_RETAINED, |b| put_msg(b, m))?;
+        self.spill()
+    }
+
+    pub fn session(&mut self, s: &StoredSession) -> io::Result<()> {
+        put_record(&mut self.buf, TYPE_SESSION, |b| put_session(b, s))?;
+        self.spill()
+    }
+
+    /// The end record, and everything still buffered.
+    pub fn finish(mut self) -> io::Result<()> {
+        let (retained, sessions) = (self.retained, self.sessions);
+        put_record(&mut self.buf, TYPE_END, |b| {
+            b.extend_from_slice(&retained.to_le_bytes());
+            b.extend_from_slice(&sessions.to_le_bytes());
+            Ok(())
+        })?;
+        self.out.write_all(&self.buf)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
