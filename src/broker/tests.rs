@@ -2138,7 +2138,14 @@ fn sys_topics_are_published_retained_when_they_change() {
 fn streamed_snapshot_decodes_to_the_collected_one() {
     let mut h = H::new();
     h.client(1, connect("sub", false, 0));
-    h.send(1, subscribe_pkt("#"));
+    h.send(
+        1,
+        Packet::Subscribe {
+            props: Properties::default(),
+            pid: 1,
+            filters: vec![("#", QoS::AtLeastOnce.into())],
+        },
+    );
     h.b.lost(1, false, h.now);
     h.b.release(1);
     h.client(2, connect("pub", true, 0));
