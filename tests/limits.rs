@@ -1,0 +1,197 @@
+//! Hostile and heavy input against the real binary: connection limits, running out of file
+//! descriptors, huge and deep topics, many subscriptions, oversized packets.
+
+mod common;
+use common::*;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn max_connections_refuses_extra_clients_promptly() {
+    let m = Midge::start("allow_anonymous true\nmax_connections 3\n");
+    let mut kept: Vec<Client> = (0..3)
+        .map(|i| {
+            let mut c = m.client();
+            c.handshake(&format!("c{i}"), true, 0, false);
+            c
+        })
+        .collect();
+    let start = Instant::now();
+    let mut extra = m.client();
+    extra.expect_closed();
+    assert!(start.elapsed() < Duration::from_secs(2));
+    m.wait_log("max_connections exceeded").unwrap();
+    for c in &mut kept {
+        c.send(&PINGREQ);
+        c.expect(&PINGRESP);
+    }
+    // A slot freed is a slot available.
+    kept.pop().unwrap().close();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = m.client();
+    again.handshake("again", true, 0, false);
+}
+
+#[test]
+fn running_out_of_file_descriptors_is_survived() {
+    // Start midge with a tiny descriptor limit; open more clients than it can hold.
+    let dir = TempDir::new();
+    let conf = dir.write("m.conf", "listener 0 127.0.0.1\nallow_anonymous true\n");
+    let wrapper = std::env::var("XCHECK_EXEC_WRAPPER").unwrap_or_default();
+    let cmd = format!(
+        "ulimit -n 24 && exec {wrapper} {} -c {}",
+        env!("CARGO_BIN_EXE_midge"),
+        conf.display()
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &cmd])
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let l2 = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut g = l2.lock().unwrap();
+            g.push_str(&line);
+            g.push('\n');
+        }
+    });
+    let deadline = Instant::now() + patience();
+    let port: u16 = loop {
+        if let Some(l) = log
+            .lock()
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("Opening ipv4 listen socket on port "))
+        {
+            break l
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .trim_end_matches('.')
+                .parse()
+                .unwrap();
+        }
+        assert!(Instant::now() < deadline, "midge did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut clients = Vec::new();
+    for i in 0..40 {
+        let mut c = Client::connect(port);
+        c.s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        c.send(&connect(&format!("c{i}"), true, 0));
+        clients.push((c.try_recv(), c));
+    }
+    let served = clients.iter().filter(|(r, _)| r.is_some()).count();
+    assert!(served >= 10 && served < 40, "served {served}");
+    let deadline = Instant::now() + patience();
+    while !log
+        .lock()
+        .unwrap()
+        .contains("Unable to accept new connection")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "descriptor exhaustion not logged"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Those it holds still work; after some leave, newcomers get in.
+    for (r, c) in clients.iter_mut() {
+        if r.is_some() {
+            c.s.set_read_timeout(Some(patience())).unwrap();
+            c.send(&PINGREQ);
+            c.expect(&PINGRESP);
+        }
+    }
+    clients.clear();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut c = Client::connect(port);
+    c.handshake("late", true, 0, false);
+    assert!(child.try_wait().unwrap().is_none(), "midge exited");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn longest_and_deepest_topics_work() {
+    let m = Midge::start("allow_anonymous true\n");
+    let mut s = m.client();
+    s.handshake("s", true, 0, false);
+    let long = "x".repeat(65_535);
+    let deep = "a/".repeat(20_000) + "end";
+    s.send(&subscribe(1, &[(&long, 0), ("a/#", 0)]));
+    s.expect(&suback(1, &[0, 0]));
+    let mut p = m.client();
+    p.handshake("p", true, 0, false);
+    let start = Instant::now();
+    p.send(&publish(&long, b"L", 0, false, 0));
+    s.expect(&publish(&long, b"L", 0, false, 0));
+    p.send(&publish(&deep, b"D", 0, true, 0));
+    s.expect(&publish(&deep, b"D", 0, false, 0));
+    // The deep retained message, matched again from the store.
+    let mut r = m.client();
+    r.handshake("r", true, 0, false);
+    r.send(&subscribe(1, &[("a/+/a/#", 0)]));
+    r.expect(&suback(1, &[0]));
+    r.expect(&publish(&deep, b"D", 0, true, 0));
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn many_subscriptions_per_client() {
+    let m = Midge::start("allow_anonymous true\n");
+    let mut s = m.client();
+    s.handshake("s", true, 0, false);
+    let n = 10_000u16;
+    let mut all = Vec::new();
+    for i in 1..=n {
+        all.extend_from_slice(&subscribe(i, &[(&format!("dev/{i}/state"), 0)]));
+    }
+    let start = Instant::now();
+    s.send(&all);
+    for i in 1..=n {
+        s.expect(&suback(i, &[0]));
+    }
+    let mut p = m.client();
+    p.handshake("p", true, 0, false);
+    p.send(&publish("dev/9999/state", b"on", 0, false, 0));
+    s.expect(&publish("dev/9999/state", b"on", 0, false, 0));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn oversized_packets_are_refused_from_the_header() {
+    let m = Midge::start("allow_anonymous true\nmax_packet_size 1000\n");
+    // 256 MB announced before CONNECT, and after.
+    let mut c = m.client();
+    c.send(&[0x10, 0xff, 0xff, 0xff, 0x7f]);
+    c.expect_closed();
+    let mut c = m.client();
+    c.handshake("c", true, 0, false);
+    c.send(&[0x30, 0xff, 0xff, 0xff, 0x7f]);
+    c.expect_closed();
+    let mut c = m.client();
+    c.handshake("c2", true, 0, false);
+    c.send(&publish("t", &[0u8; 1000], 0, false, 0));
+    c.expect_closed();
+    let mut ok = m.client();
+    ok.handshake("ok", true, 0, false);
+    ok.send(&PINGREQ);
+    ok.expect(&PINGRESP);
+}
