@@ -275,3 +275,40 @@ fn kill_9_at_random_moments_loses_nothing_saved() {
     }
     assert!(got.iter().all(|n| *n >= 1 && *n <= published));
 }
+
+#[test]
+fn a_qos2_flow_cut_between_pubrec_and_pubcomp_completes_once_after_restart() {
+    let dir = TempDir::new();
+    let m = start(&dir, "");
+    let mut s = m.client();
+    s.handshake("q2", false, 0, false);
+    s.send(&subscribe(1, &[("t", 2)]));
+    s.expect(&suback(1, &[2]));
+    let mut p = m.client();
+    p.handshake("p", false, 0, false);
+    // Outgoing: delivered to q2, PUBREC received, PUBREL sent; PUBCOMP never comes.
+    p.send(&publish("t", b"out", 2, false, 1));
+    p.expect(&ack(0x50, 1));
+    // Incoming: the publisher's PUBREL never comes either.
+    s.expect(&publish("t", b"out", 2, false, 1));
+    s.send(&ack(0x50, 1));
+    s.expect(&ack(0x62, 1));
+    stop(m);
+    let m = start(&dir, "");
+    // The subscriber gets the PUBREL again, not the message.
+    let mut s = m.client();
+    s.handshake("q2", false, 0, true);
+    s.expect(&ack(0x62, 1));
+    s.send(&ack(0x70, 1));
+    // The publisher resends its PUBLISH (DUP) before PUBREL: it is not delivered again.
+    let mut p = m.client();
+    p.handshake("p", false, 0, true);
+    let mut dup = publish("t", b"out", 2, false, 1);
+    dup[0] |= 0x08;
+    p.send(&dup);
+    p.expect(&ack(0x50, 1));
+    p.send(&ack(0x62, 1));
+    p.expect(&ack(0x70, 1));
+    s.send(&PINGREQ);
+    s.expect(&PINGRESP);
+}

@@ -306,3 +306,55 @@ fn systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn sys_counts_follow_what_clients_do() {
+    let m = Midge::start("allow_anonymous true\nsys_interval 1\n");
+    let mut a = m.client();
+    a.handshake("a", true, 0, false);
+    a.send(&subscribe(1, &[("x/#", 0), ("y", 0)]));
+    a.expect(&suback(1, &[0, 0]));
+    for i in 0..3 {
+        a.send(&publish(&format!("r/{i}"), b"v", 0, true, 0));
+    }
+    a.send(&PINGREQ);
+    a.expect(&PINGRESP);
+    let mut d = m.client();
+    d.handshake("dash", true, 0, false);
+    d.send(&subscribe(
+        1,
+        &[
+            ("$SYS/broker/retained messages/count", 0),
+            ("$SYS/broker/subscriptions/count", 0),
+            ("$SYS/broker/clients/connected", 0),
+        ],
+    ));
+    d.expect(&suback(1, &[0, 0, 0]));
+    // Wait for a round of $SYS that counts both clients, then read the values it carries.
+    let deadline = Instant::now() + patience();
+    let mut seen = std::collections::HashMap::new();
+    while Instant::now() < deadline {
+        let pkt = d.recv();
+        let tlen = u16::from_be_bytes([pkt[2], pkt[3]]) as usize;
+        let topic = String::from_utf8(pkt[4..4 + tlen].to_vec()).unwrap();
+        let value = String::from_utf8(pkt[4 + tlen..].to_vec()).unwrap();
+        seen.insert(topic, value);
+        if seen
+            .get("$SYS/broker/clients/connected")
+            .map(String::as_str)
+            == Some("2")
+            && seen
+                .get("$SYS/broker/subscriptions/count")
+                .map(String::as_str)
+                == Some("5")
+        {
+            break;
+        }
+    }
+    assert_eq!(seen["$SYS/broker/clients/connected"], "2");
+    // a's two and dash's three subscriptions.
+    assert_eq!(seen["$SYS/broker/subscriptions/count"], "5");
+    // Three retained by a, plus the $SYS topics themselves (retained too, as in mosquitto).
+    let retained: usize = seen["$SYS/broker/retained messages/count"].parse().unwrap();
+    assert!(retained > 3, "{retained}");
+}
