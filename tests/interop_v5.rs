@@ -263,21 +263,25 @@ fn v5_topic_alias_to_client() {
     expect_transcript(&m, "v5_topic_alias_out.py", &want);
 }
 
-/// Shared subscriptions are not offered: CONNACK Shared Subscription Available 0 (section
-/// 3.2.2.3.15), SUBSCRIBE to `$share/g/t` gets reason 0x9E (158) while another filter in the
-/// same SUBSCRIBE is granted, and the client stays connected.
+/// Shared subscriptions (section 4.8.2): available (CONNACK leaves the property at its
+/// default), each message to exactly one member of the group while an ordinary subscriber gets
+/// them all, and a malformed shared filter refused with 0x8F (143) [MQTT-4.8.2-1].
 #[test]
-fn v5_shared_subscriptions_refused() {
+fn v5_shared_subscriptions() {
     let m = broker();
     expect_transcript(
         &m,
         "v5_shared.py",
         &[
-            "SharedSubscriptionAvailable 0",
-            "suback [158]",
-            "suback [158, 1]",
-            "ack 0",
-            "got b'still connected'",
+            "SharedSubscriptionAvailable None",
+            "suback [1]",
+            "suback [1]",
+            "suback [1]",
+            "total 10",
+            "each got some True",
+            "no message twice True",
+            "plain got 10",
+            "suback [143]",
             "disconnects []",
         ],
     );

@@ -313,6 +313,28 @@ pub enum Close {
     Shutdown,
 }
 
+/// A shared subscription group, `$share/GROUP/FILTER` (MQTT 5 section 4.8.2): each message
+/// matching FILTER goes to one member of GROUP.
+struct Share {
+    group: Box<str>,
+    filter: Box<str>,
+    members: usize,
+    /// Round-robin position.
+    next: usize,
+}
+
+/// Splits `$share/GROUP/FILTER`: `None` for an ordinary filter, `Some(None)` for a malformed
+/// shared one [MQTT-4.8.2-1] [MQTT-4.8.2-2].
+fn split_share(f: &str) -> Option<Option<(&str, &str)>> {
+    let rest = f.strip_prefix("$share/")?;
+    Some(match rest.split_once('/') {
+        Some((g, filter)) if !g.is_empty() && !filter.is_empty() && !g.contains(['+', '#']) => {
+            Some((g, filter))
+        }
+        _ => None,
+    })
+}
+
 /// Counters for logs and $SYS.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -361,6 +383,9 @@ pub struct Broker {
     /// Paused connections that may be read again.
     resumed: Vec<ConnId>,
     sys: sys::SysState,
+    shares: Slab<Share>,
+    share_ids: HashMap<(Box<str>, Box<str>), usize>,
+    scratch_shared: Vec<SubEntry>,
     /// The process's memory (current, maximum) in bytes, filled in by the caller for `$SYS`.
     pub heap: (u64, u64),
     scratch_matches: Vec<SubEntry>,
@@ -403,6 +428,9 @@ impl Broker {
             publishing: None,
             resumed: Vec::new(),
             sys: sys::SysState::default(),
+            shares: Slab::new(),
+            share_ids: HashMap::new(),
+            scratch_shared: Vec::new(),
             heap: (0, 0),
             scratch_matches: Vec::new(),
             scratch_stack: Vec::new(),
@@ -889,9 +917,8 @@ impl Broker {
                 let mount = self.cfg.listeners[listener].mount_point.clone();
                 let mut codes = Vec::with_capacity(filters.len());
                 for f in &filters {
-                    let full = mounted(mount.as_deref(), f);
-                    let existed = self.subs.remove(&full, sid);
-                    self.sessions[sid].subs.retain(|(g, _, _)| **g != *full);
+                    let key = session_key(mount.as_deref(), f);
+                    let existed = self.unsubscribe_key(sid, &key);
                     codes.push(if existed {
                         reason::SUCCESS
                     } else {
@@ -1192,8 +1219,6 @@ impl Broker {
                 let mut props = Properties {
                     assigned_client_identifier: assigned.then_some(client_id.as_str()),
                     topic_alias_maximum: Some(max_topic_alias),
-                    // Shared subscriptions are not offered.
-                    shared_subscription_available: Some(0),
                     ..Properties::default()
                 };
                 if recv_max != u16::MAX {
@@ -1435,7 +1460,18 @@ impl Broker {
         let mut matches = std::mem::take(&mut self.scratch_matches);
         self.subs
             .matches(&msg.topic, &mut matches, &mut self.scratch_stack);
-        let mut reached = 0;
+        let mut shared = std::mem::take(&mut self.scratch_shared);
+        shared.clear();
+        matches.retain(|e| {
+            if e.share != 0 {
+                shared.push(*e);
+                false
+            } else {
+                true
+            }
+        });
+        let mut reached = self.publish_shared(&msg, &mut shared);
+        self.scratch_shared = shared;
         let mut i = 0;
         while i < matches.len() {
             let sid = matches[i].sid;
@@ -1470,13 +1506,236 @@ impl Broker {
                 msg.qos.min(granted)
             };
             reached += 1;
-            self.deliver(sid, &msg, qos, rap && msg.retain, ids.into());
+            self.deliver(sid, &msg, qos, rap && msg.retain, ids.into(), 0);
         }
         self.scratch_matches = matches;
         reached
     }
 
-    fn deliver(&mut self, sid: SessionId, msg: &Msg, qos: QoS, retain: bool, sub_ids: Box<[u32]>) {
+    /// Shared subscriptions: each group gets one copy, for one member, in turn, preferring
+    /// members that are connected and whose queue has room. Returns the copies delivered.
+    fn publish_shared(&mut self, msg: &Msg, shared: &mut [SubEntry]) -> usize {
+        if shared.is_empty() {
+            return 0;
+        }
+        shared.sort_unstable_by_key(|e| (e.share, e.sid));
+        let mut reached = 0;
+        let mut i = 0;
+        while i < shared.len() {
+            let share = shared[i].share;
+            let mut j = i;
+            while j < shared.len() && shared[j].share == share {
+                j += 1;
+            }
+            let group = &shared[i..j];
+            i = j;
+            if let Some(e) = self.choose_member(share, group, None) {
+                if !self.may_read(e.sid, &msg.topic) {
+                    continue;
+                }
+                let qos = if self.cfg.upgrade_outgoing_qos {
+                    e.opts.qos
+                } else {
+                    msg.qos.min(e.opts.qos)
+                };
+                let ids: Box<[u32]> = if e.id != 0 {
+                    Box::new([e.id])
+                } else {
+                    Box::default()
+                };
+                let retain = e.opts.retain_as_published && msg.retain;
+                self.deliver(e.sid, msg, qos, retain, ids, share);
+                reached += 1;
+            }
+        }
+        reached
+    }
+
+    /// The member of a shared group to give the next message to, other than `except`.
+    fn choose_member(
+        &mut self,
+        share: u32,
+        group: &[SubEntry],
+        except: Option<SessionId>,
+    ) -> Option<SubEntry> {
+        let max_queued = self.cfg.max_queued_messages;
+        let n = group.len();
+        let sh = self.shares.get_mut(share as usize - 1)?;
+        let start = sh.next;
+        sh.next = sh.next.wrapping_add(1);
+        let ok = |e: &SubEntry, strict: bool| {
+            if Some(e.sid) == except {
+                return false;
+            }
+            let s = &self.sessions[e.sid];
+            !strict || (s.conn.is_some() && (max_queued == 0 || s.queue.len() < max_queued))
+        };
+        (0..n)
+            .map(|k| group[(start + k) % n])
+            .find(|e| ok(e, true))
+            .or_else(|| {
+                (0..n)
+                    .map(|k| group[(start + k) % n])
+                    .find(|e| ok(e, false))
+            })
+    }
+
+    /// Messages a departing member of shared groups had not been sent yet (and, when its
+    /// session ends, QoS 1 messages it had not acknowledged) go to another member.
+    fn hand_over_shared(&mut self, sid: SessionId, ending: bool) {
+        let s = &mut self.sessions[sid];
+        let mut moving: Vec<(Msg, u32, bool, Box<[u32]>)> = Vec::new();
+        let mut keep = std::collections::VecDeque::with_capacity(s.queue.len());
+        for q in s.queue.drain(..) {
+            if q.share != 0 {
+                s.queued_bytes -= q.msg.payload.len();
+                moving.push((q.msg, q.share, q.retain, q.sub_ids));
+            } else {
+                keep.push_back(q);
+            }
+        }
+        s.queue = keep;
+        if ending {
+            for f in s.inflight.iter() {
+                if f.share != 0 && f.qos == QoS::AtLeastOnce {
+                    moving.push((f.msg.clone(), f.share, f.retain, f.sub_ids.clone()));
+                }
+            }
+        }
+        for (msg, share, retain, _) in moving {
+            let Some(sh) = self.shares.get(share as usize - 1) else {
+                continue;
+            };
+            let filter = sh.filter.clone();
+            let group: Vec<SubEntry> = self
+                .subs
+                .entries(&filter)
+                .iter()
+                .filter(|e| e.share == share)
+                .copied()
+                .collect();
+            match self.choose_member(share, &group, Some(sid)) {
+                Some(e) => {
+                    let qos = msg.qos.min(e.opts.qos);
+                    let ids: Box<[u32]> = if e.id != 0 {
+                        Box::new([e.id])
+                    } else {
+                        Box::default()
+                    };
+                    self.deliver(e.sid, &msg, qos, retain, ids, share);
+                }
+                None if !ending => {
+                    // No one else: it stays with this session.
+                    let s = &mut self.sessions[sid];
+                    s.queued_bytes += msg.payload.len();
+                    s.queue.push_back(Queued {
+                        qos: msg.qos,
+                        msg,
+                        retain,
+                        sub_ids: Box::default(),
+                        share,
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Adds a subscription; `key` is the filter as the session knows it (`$share/GROUP/F` or
+    /// `F`, mount point applied). Returns whether it replaced one, or `None` for a malformed
+    /// shared filter.
+    fn subscribe_key(
+        &mut self,
+        sid: SessionId,
+        key: &str,
+        opts: SubOptions,
+        id: u32,
+    ) -> Option<bool> {
+        let (filter, share) = match split_share(key) {
+            None => (key, 0),
+            Some(None) => return None,
+            Some(Some((group, filter))) => {
+                let k = (Box::<str>::from(group), Box::<str>::from(filter));
+                let idx = match self.share_ids.get(&k) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.shares.insert(Share {
+                            group: k.0.clone(),
+                            filter: k.1.clone(),
+                            members: 0,
+                            next: 0,
+                        });
+                        self.share_ids.insert(k, i);
+                        i
+                    }
+                };
+                (filter, idx as u32 + 1)
+            }
+        };
+        let existed = self.subs.insert(
+            filter,
+            SubEntry {
+                sid,
+                opts,
+                id,
+                share,
+            },
+        );
+        if share != 0 && !existed {
+            self.shares[share as usize - 1].members += 1;
+        }
+        let s = &mut self.sessions[sid];
+        match s.subs.iter_mut().find(|(g, _, _)| **g == *key) {
+            Some(e) => {
+                e.1 = opts;
+                e.2 = id;
+            }
+            None => s.subs.push((key.into(), opts, id)),
+        }
+        self.stats.changes += 1;
+        Some(existed)
+    }
+
+    /// Removes a subscription by the session's key; whether it existed.
+    fn unsubscribe_key(&mut self, sid: SessionId, key: &str) -> bool {
+        let existed = match split_share(key) {
+            None => self.subs.remove(key, sid, 0),
+            Some(None) => false,
+            Some(Some((group, filter))) => {
+                let k = (Box::<str>::from(group), Box::<str>::from(filter));
+                match self.share_ids.get(&k).copied() {
+                    None => false,
+                    Some(i) => {
+                        let existed = self.subs.remove(filter, sid, i as u32 + 1);
+                        if existed {
+                            let sh = &mut self.shares[i];
+                            sh.members -= 1;
+                            if sh.members == 0 {
+                                let sh = self.shares.remove(i);
+                                self.share_ids.remove(&(sh.group, sh.filter));
+                            }
+                        }
+                        existed
+                    }
+                }
+            }
+        };
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.subs.retain(|(g, _, _)| **g != *key);
+        }
+        self.stats.changes += 1;
+        existed
+    }
+
+    fn deliver(
+        &mut self,
+        sid: SessionId,
+        msg: &Msg,
+        qos: QoS,
+        retain: bool,
+        sub_ids: Box<[u32]>,
+        share: u32,
+    ) {
         let max_queued = self.cfg.max_queued_messages;
         let max_bytes = self.cfg.max_queued_bytes;
         let s = &mut self.sessions[sid];
@@ -1531,6 +1790,7 @@ impl Broker {
             qos,
             retain,
             sub_ids,
+            share,
         });
         if qos != QoS::AtMostOnce && s.expiry_interval > 0 {
             self.stats.changes += 1;
@@ -1696,6 +1956,7 @@ impl Broker {
                     msg: q.msg,
                     sub_ids: q.sub_ids,
                     sent: true,
+                    share: q.share,
                 });
             }
             sent += 1;
@@ -1775,20 +2036,34 @@ impl Broker {
             let policy = &self.cfg.listeners[s.listener];
             let qos = requested.qos.min(policy.max_qos);
             debug!("\t{f} (QoS {})", requested.qos.as_u8());
-            if f.starts_with("$share/") {
-                info!(
-                    "Refused SUBSCRIBE from {} to '{f}': shared subscriptions are not supported.",
-                    s.client_id
+            let shared = match split_share(f) {
+                None => None,
+                Some(Some((_, filter))) => Some(filter),
+                Some(None) => {
+                    codes.push(if v5 {
+                        reason::TOPIC_FILTER_INVALID
+                    } else {
+                        mqtt::SUBACK_FAILURE
+                    });
+                    continue;
+                }
+            };
+            if shared.is_some() && requested.no_local {
+                return self.protocol_error(
+                    id,
+                    reason::PROTOCOL_ERROR,
+                    "[MQTT-3.8.3-4] No Local on a shared subscription",
+                    self.now,
                 );
-                codes.push(if v5 {
-                    reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
-                } else {
-                    mqtt::SUBACK_FAILURE
-                });
-                continue;
             }
+            let acl_filter = shared.unwrap_or(f);
             let allowed = policy.acl.as_ref().is_none_or(|acl| {
-                acl.check(s.username.as_deref(), &s.client_id, f, Access::Subscribe)
+                acl.check(
+                    s.username.as_deref(),
+                    &s.client_id,
+                    acl_filter,
+                    Access::Subscribe,
+                )
             });
             if !allowed {
                 info!("Denied SUBSCRIBE from {} to '{f}'.", s.client_id);
@@ -1800,35 +2075,28 @@ impl Broker {
                 continue;
             }
             info!(target: "subscribe", "{} {} {f}", s.client_id, qos.as_u8());
-            let full = mounted(mount.as_deref(), f);
+            let key = session_key(mount.as_deref(), f);
             let opts = SubOptions { qos, ..requested };
             // [MQTT-3.8.4-3]: the same filter replaces the existing subscription.
-            let existed = self.subs.insert(
-                &full,
-                SubEntry {
-                    sid,
-                    opts,
-                    id: sub_id,
-                },
-            );
-            let s = &mut self.sessions[sid];
-            match s.subs.iter_mut().find(|(g, _, _)| **g == *full) {
-                Some(e) => {
-                    e.1 = opts;
-                    e.2 = sub_id;
-                }
-                None => s.subs.push((full.as_ref().into(), opts, sub_id)),
-            }
+            let Some(existed) = self.subscribe_key(sid, &key, opts, sub_id) else {
+                codes.push(mqtt::SUBACK_FAILURE);
+                continue;
+            };
+            let full = if shared.is_some() {
+                // Retained messages are not sent for shared subscriptions (4.8.2).
+                None
+            } else {
+                Some(key)
+            };
             codes.push(qos.as_u8());
-            self.stats.changes += 1;
             // Retain Handling: 0 always, 1 only for a new subscription, 2 never.
             let send_retained = match opts.retain_handling {
                 0 => true,
                 1 => !existed,
                 _ => false,
             };
-            if send_retained {
-                granted.push((full.into_owned(), qos));
+            if let (true, Some(full)) = (send_retained, full) {
+                granted.push((full, qos));
             }
         }
         debug!("Sending SUBACK to {}", self.sessions[sid].client_id);
@@ -1854,7 +2122,7 @@ impl Broker {
                     continue;
                 }
                 if self.may_read(sid, &m.topic) && self.source_may_write(m) {
-                    self.deliver(sid, m, m.qos.min(*qos), true, ids.clone());
+                    self.deliver(sid, m, m.qos.min(*qos), true, ids.clone(), 0);
                 }
             }
         }
@@ -1883,10 +2151,16 @@ impl Broker {
     /// Ends a session: its subscriptions go, and a will still waiting for its delay is sent
     /// now (the will goes at the earlier of its delay and the session's end).
     fn end_session(&mut self, sid: SessionId) {
-        let mut s = self.sessions.remove(sid);
-        for (f, _, _) in &s.subs {
-            self.subs.remove(f, sid);
+        self.hand_over_shared(sid, true);
+        let keys: Vec<Box<str>> = self.sessions[sid]
+            .subs
+            .iter()
+            .map(|(k, _, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.unsubscribe_key(sid, &k);
         }
+        let mut s = self.sessions.remove(sid);
         self.by_id.remove(&s.client_id);
         if let Some((_, w)) = s.pending_will.take() {
             debug!("Sending will of {} to '{}'.", s.client_id, w.topic);
@@ -1970,6 +2244,9 @@ impl Broker {
         s.conn = None;
         let blockers = std::mem::take(&mut s.blockers);
         self.resume(&blockers);
+        if s_has_shared(&self.sessions[sid]) {
+            self.hand_over_shared(sid, false);
+        }
         let s = &mut self.sessions[sid];
         if let Some(w) = will {
             if will_delay > 0 && s.expiry_interval > 0 {
@@ -1999,6 +2276,11 @@ impl Broker {
             self.session_timers.push(Reverse((at, sid, serial)));
         }
     }
+}
+
+/// Whether a session holds messages it was given through a shared subscription.
+fn s_has_shared(s: &Session) -> bool {
+    s.queue.iter().any(|q| q.share != 0)
 }
 
 /// Whether the bytes of a (broken) CONNECT say protocol level 5.
@@ -2034,6 +2316,15 @@ fn v5_props(out: &mut Vec<u8>, msg: &Message, now: Millis, sub_ids: &[u32], alia
         out.extend_from_slice(&a.to_be_bytes());
     }
     out.extend_from_slice(&msg.props);
+}
+
+/// The subscription key a session keeps: the filter under the mount point, with a shared
+/// subscription's `$share/GROUP/` kept in front.
+fn session_key(mount: Option<&str>, f: &str) -> String {
+    match split_share(f) {
+        Some(Some((group, filter))) => format!("$share/{group}/{}", mounted(mount, filter)),
+        _ => mounted(mount, f).into_owned(),
+    }
 }
 
 /// `topic` under a listener's mount point.
@@ -2272,6 +2563,7 @@ impl Broker {
                             qos,
                             retain: o.retain,
                             sub_ids,
+                            share: 0,
                         });
                     }
                     state if o.pid != 0 && qos != QoS::AtMostOnce => {
@@ -2291,6 +2583,7 @@ impl Broker {
                             retain: o.retain,
                             sub_ids,
                             sent: false,
+                            share: 0,
                         });
                     }
                     _ => {}
@@ -2298,7 +2591,12 @@ impl Broker {
             }
             let sid = self.sessions.insert(s);
             for sub in st.subs {
-                if mqtt::topic::validate_filter(&sub.filter).is_err() {
+                let plain = match split_share(&sub.filter) {
+                    None => sub.filter.as_str(),
+                    Some(Some((_, f))) => f,
+                    Some(None) => continue,
+                };
+                if mqtt::topic::validate_filter(plain).is_err() {
                     continue;
                 }
                 let opts = SubOptions {
@@ -2307,17 +2605,7 @@ impl Broker {
                     retain_as_published: sub.options & 0x08 != 0,
                     retain_handling: (sub.options >> 4) & 3,
                 };
-                self.subs.insert(
-                    &sub.filter,
-                    SubEntry {
-                        sid,
-                        opts,
-                        id: sub.id,
-                    },
-                );
-                self.sessions[sid]
-                    .subs
-                    .push((sub.filter.into(), opts, sub.id));
+                self.subscribe_key(sid, &sub.filter, opts, sub.id);
             }
             let s = &mut self.sessions[sid];
             if let Some((left, w)) = st.pending_will {

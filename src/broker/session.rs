@@ -20,6 +20,8 @@ pub struct Queued {
     pub retain: bool,
     /// MQTT 5 subscription identifiers of the subscriptions it matched.
     pub sub_ids: Box<[u32]>,
+    /// The shared subscription group it was given to this session through; 0: none.
+    pub share: u32,
 }
 
 /// A message sent and not yet acknowledged.
@@ -32,6 +34,7 @@ pub struct Inflight {
     pub sub_ids: Box<[u32]>,
     /// False for a resumed session's message not yet sent again on the new connection.
     pub sent: bool,
+    pub share: u32,
 }
 
 /// Session expiry interval meaning "never" [MQTT-3.1.2.11.2].

@@ -13,6 +13,8 @@ pub struct SubEntry {
     pub opts: SubOptions,
     /// MQTT 5 subscription identifier; 0 when none.
     pub id: u32,
+    /// The shared subscription group (`$share/GROUP/filter`) it belongs to; 0 when none.
+    pub share: u32,
 }
 
 #[derive(Default)]
@@ -27,7 +29,10 @@ impl Subscriptions {
     pub fn insert(&mut self, filter: &str, entry: SubEntry) -> bool {
         let n = self.trie.find_or_insert(filter);
         let v = self.trie.val_mut(n);
-        if let Some(e) = v.iter_mut().find(|e| e.sid == entry.sid) {
+        if let Some(e) = v
+            .iter_mut()
+            .find(|e| e.sid == entry.sid && e.share == entry.share)
+        {
             *e = entry;
             true
         } else {
@@ -37,19 +42,28 @@ impl Subscriptions {
         }
     }
 
-    /// Removes `session`'s subscription to `filter`; true when there was one.
-    pub fn remove(&mut self, filter: &str, session: SessionId) -> bool {
+    /// Removes `session`'s subscription to `filter` (in shared group `share`, or 0); true when
+    /// there was one.
+    pub fn remove(&mut self, filter: &str, session: SessionId, share: u32) -> bool {
         let Some(n) = self.trie.find(filter) else {
             return false;
         };
         let v = self.trie.val_mut(n);
-        let Some(i) = v.iter().position(|e| e.sid == session) else {
+        let Some(i) = v.iter().position(|e| e.sid == session && e.share == share) else {
             return false;
         };
         v.swap_remove(i);
         self.count -= 1;
         self.trie.prune(n, |v| v.is_empty());
         true
+    }
+
+    /// The subscriptions to exactly `filter`.
+    pub fn entries(&self, filter: &str) -> &[SubEntry] {
+        match self.trie.find(filter) {
+            Some(n) => &self.trie.node(n).val,
+            None => &[],
+        }
     }
 
     /// Number of (filter, session) subscriptions.
@@ -135,6 +149,7 @@ mod tests {
             sid,
             opts: qos.into(),
             id: 0,
+            share: 0,
         }
     }
 
@@ -181,8 +196,8 @@ mod tests {
         assert!(s.insert("a/b", e(1, QoS::ExactlyOnce)));
         assert_eq!(s.len(), 1);
         assert_eq!(m(&s, "a/b"), vec![(1, QoS::ExactlyOnce)]);
-        assert!(s.remove("a/b", 1));
-        assert!(!s.remove("a/b", 1));
+        assert!(s.remove("a/b", 1, 0));
+        assert!(!s.remove("a/b", 1, 0));
         assert!(s.is_empty());
         assert_eq!(s.trie.len(), 1);
         assert!(m(&s, "a/b").is_empty());
@@ -195,6 +210,6 @@ mod tests {
         s.insert(&deep, e(7, QoS::AtMostOnce));
         let t = "x/".repeat(6000) + "y";
         assert_eq!(m(&s, &t), vec![(7, QoS::AtMostOnce)]);
-        assert!(s.remove(&deep, 7));
+        assert!(s.remove(&deep, 7, 0));
     }
 }
