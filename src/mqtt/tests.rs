@@ -733,3 +733,94 @@ fn arbitrary_v5_bytes_never_panic() {
         let _ = dec5(&buf);
     }
 }
+
+/// Table 2-4 of the MQTT 5 spec, written out independently of the decoder: for every property
+/// identifier, the packets (and will properties) it may appear in. Each (property, place) pair
+/// is decoded: accepted exactly where the table allows it [MQTT-2.2.2-1].
+#[test]
+fn every_property_on_every_packet() {
+    use crate::mqtt::primitives::Reader;
+    use crate::mqtt::props::{Place, Place::*};
+    let all = [
+        Connect,
+        Connack,
+        Publish,
+        Will,
+        Puback,
+        Pubrec,
+        Pubrel,
+        Pubcomp,
+        Subscribe,
+        Suback,
+        Unsubscribe,
+        Unsuback,
+        Disconnect,
+        Auth,
+    ];
+    let acks = [Puback, Pubrec, Pubrel, Pubcomp, Suback, Unsuback];
+    // (identifier, a valid encoded value, where allowed)
+    let table: Vec<(u8, Vec<u8>, Vec<Place>)> = vec![
+        (0x01, vec![1], vec![Publish, Will]),
+        (0x02, vec![0, 0, 0, 9], vec![Publish, Will]),
+        (0x03, vec![0, 1, b't'], vec![Publish, Will]),
+        (0x08, vec![0, 1, b'r'], vec![Publish, Will]),
+        (0x09, vec![0, 1, 7], vec![Publish, Will]),
+        (0x0B, vec![5], vec![Publish, Subscribe]),
+        (0x11, vec![0, 0, 0, 9], vec![Connect, Connack, Disconnect]),
+        (0x12, vec![0, 1, b'c'], vec![Connack]),
+        (0x13, vec![0, 9], vec![Connack]),
+        (0x15, vec![0, 1, b'm'], vec![Connect, Connack, Auth]),
+        (0x16, vec![0, 1, 1], vec![Connect, Connack, Auth]),
+        (0x17, vec![1], vec![Connect]),
+        (0x18, vec![0, 0, 0, 9], vec![Will]),
+        (0x19, vec![1], vec![Connect]),
+        (0x1A, vec![0, 1, b'i'], vec![Connack]),
+        (0x1C, vec![0, 1, b's'], vec![Connack, Disconnect]),
+        (
+            0x1F,
+            vec![0, 1, b'r'],
+            [vec![Connack, Disconnect, Auth], acks.to_vec()].concat(),
+        ),
+        (0x21, vec![0, 9], vec![Connect, Connack]),
+        (0x22, vec![0, 9], vec![Connect, Connack]),
+        (0x23, vec![0, 9], vec![Publish]),
+        (0x24, vec![1], vec![Connack]),
+        (0x25, vec![1], vec![Connack]),
+        (0x26, vec![0, 1, b'k', 0, 1, b'v'], all.to_vec()),
+        (0x27, vec![0, 0, 0, 9], vec![Connect, Connack]),
+        (0x28, vec![1], vec![Connack]),
+        (0x29, vec![1], vec![Connack]),
+        (0x2A, vec![1], vec![Connack]),
+    ];
+    for (id, value, allowed) in &table {
+        for place in all {
+            let mut bytes = vec![(1 + value.len()) as u8, *id];
+            bytes.extend_from_slice(value);
+            let mut r = Reader::new(&bytes);
+            let ok = Properties::decode(&mut r, place).is_ok();
+            assert_eq!(
+                ok,
+                allowed.contains(&place),
+                "property {id:#04x} on {place:?}"
+            );
+            if ok {
+                // And it round-trips through the encoder.
+                let mut r = Reader::new(&bytes);
+                let p = Properties::decode(&mut r, place).unwrap();
+                let mut out = Vec::new();
+                p.encode(&mut out);
+                assert_eq!(out, bytes, "property {id:#04x}");
+            }
+        }
+    }
+    // Every identifier in the spec is in the table; anything else is malformed.
+    for id in 0u8..=0x7f {
+        if table.iter().all(|(t, _, _)| *t != id) {
+            let bytes = [2, id, 0];
+            assert!(
+                Properties::decode(&mut Reader::new(&bytes), Publish).is_err(),
+                "unknown property {id:#04x} accepted"
+            );
+        }
+    }
+}
