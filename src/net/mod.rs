@@ -495,23 +495,23 @@ impl Server {
                 }
             } else {
                 sock.rbuf.extend_from_slice(data);
-                let used = self.broker.received(key, &sock.rbuf, now);
-                if used == sock.rbuf.len() {
-                    sock.rbuf = Vec::new();
-                } else {
-                    sock.rbuf.drain(..used);
-                }
+                feed_kept(&mut self.broker, key, &mut sock.rbuf, now);
             }
-            if self.broker.is_closed(key) {
-                self.closed(key);
-                return;
-            }
-            if self.broker.is_paused(key) {
-                // Backpressure: leave the socket unread; `resume` picks it up again.
+            if !self.still_reading(key) {
                 return;
             }
         }
         self.ready.push(key);
+    }
+
+    /// After bytes were handled: closes the socket if the broker closed the connection; false
+    /// when reading must stop (closed, or paused by backpressure until `resume`).
+    fn still_reading(&mut self, key: usize) -> bool {
+        if self.broker.is_closed(key) {
+            self.closed(key);
+            return false;
+        }
+        !self.broker.is_paused(key)
     }
 
     /// A paused connection may go on: hand the broker the bytes kept for it, then read.
@@ -524,17 +524,8 @@ impl Server {
         }
         if !sock.rbuf.is_empty() {
             let now = self.start.elapsed().as_millis() as Millis;
-            let used = self.broker.received(key, &sock.rbuf, now);
-            if used == sock.rbuf.len() {
-                sock.rbuf = Vec::new();
-            } else {
-                sock.rbuf.drain(..used);
-            }
-            if self.broker.is_closed(key) {
-                self.closed(key);
-                return;
-            }
-            if self.broker.is_paused(key) {
+            feed_kept(&mut self.broker, key, &mut sock.rbuf, now);
+            if !self.still_reading(key) {
                 return;
             }
         }
@@ -639,6 +630,17 @@ impl Server {
         let _ = sock.stream.shutdown(Shutdown::Both);
         sock.rbuf = Vec::new();
         self.to_release.push(key);
+    }
+}
+
+/// Hands the broker the bytes kept for `key` and keeps what it did not consume (an incomplete
+/// packet, or everything after a pause); the buffer is freed once empty.
+fn feed_kept(broker: &mut Broker, key: usize, rbuf: &mut Vec<u8>, now: Millis) {
+    let used = broker.received(key, rbuf, now);
+    if used == rbuf.len() {
+        *rbuf = Vec::new();
+    } else {
+        rbuf.drain(..used);
     }
 }
 
