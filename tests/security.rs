@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn midge_passwd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_midge_passwd"))
+    wrapped(env!("CARGO_BIN_EXE_midge_passwd"))
         .args(args)
         .stdin(Stdio::null())
         .output()

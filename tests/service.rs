@@ -126,16 +126,20 @@ fn sys_tree_is_published_like_mosquittos() {
     ));
     c.expect(&suback(1, &[0, 0]));
     let version = format!("midge version {}", env!("CARGO_PKG_VERSION"));
+    // The retained values come at once: the version, and the connected count (0 from the
+    // round at start-up, or already 1 if a round ran since, as it may on a slow machine).
     let mut got = vec![c.recv(), c.recv()];
     got.sort();
-    let mut want = vec![
-        publish("$SYS/broker/version", version.as_bytes(), 0, true, 0),
-        publish("$SYS/broker/clients/connected", b"0", 0, true, 0),
-    ];
-    want.sort();
-    assert_eq!(got, want);
-    // Within a second or two the count of connected clients changes to 1.
-    c.expect(&publish("$SYS/broker/clients/connected", b"1", 0, false, 0));
+    let v = publish("$SYS/broker/version", version.as_bytes(), 0, true, 0);
+    let zero = publish("$SYS/broker/clients/connected", b"0", 0, true, 0);
+    let one = publish("$SYS/broker/clients/connected", b"1", 0, true, 0);
+    assert!(got.contains(&v), "{got:02x?}");
+    if got.contains(&zero) {
+        // The next round counts this client.
+        c.expect(&publish("$SYS/broker/clients/connected", b"1", 0, false, 0));
+    } else {
+        assert!(got.contains(&one), "{got:02x?}");
+    }
     // Clients cannot write to $SYS.
     c.send(&publish("$SYS/broker/version", b"fake", 0, true, 0));
     c.send(&PINGREQ);

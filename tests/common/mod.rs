@@ -56,7 +56,11 @@ impl Drop for TempDir {
 
 /// The command that runs the midge binary, honouring `XCHECK_EXEC_WRAPPER`.
 pub fn midge_command() -> Command {
-    let bin = env!("CARGO_BIN_EXE_midge");
+    wrapped(env!("CARGO_BIN_EXE_midge"))
+}
+
+/// A command running one of the project's binaries, behind `XCHECK_EXEC_WRAPPER` if set.
+pub fn wrapped(bin: &str) -> Command {
     match std::env::var("XCHECK_EXEC_WRAPPER") {
         Ok(w) if !w.trim().is_empty() => {
             let mut words = w.split_whitespace();
