@@ -362,3 +362,47 @@ fn sys_counts_follow_what_clients_do() {
     let retained: usize = seen["$SYS/broker/retained messages/count"].parse().unwrap();
     assert!(retained > 3, "{retained}");
 }
+
+#[test]
+fn install_script_stages_every_file() {
+    let dir = TempDir::new();
+    let root = dir.path("root");
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install.sh"))
+        .args([
+            "--root",
+            root.to_str().unwrap(),
+            env!("CARGO_BIN_EXE_midge"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "usr/local/bin/midge",
+        "etc/midge/midge.conf",
+        "etc/systemd/system/midge.service",
+        "etc/init.d/midge",
+    ] {
+        assert!(root.join(f).is_file(), "{f} not installed");
+    }
+    // An existing configuration is never overwritten.
+    std::fs::write(root.join("etc/midge/midge.conf"), "# mine\n").unwrap();
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install.sh"))
+        .args([
+            "--root",
+            root.to_str().unwrap(),
+            env!("CARGO_BIN_EXE_midge"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/midge/midge.conf")).unwrap(),
+        "# mine\n"
+    );
+}
