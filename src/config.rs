@@ -319,6 +319,17 @@ const OPTIONS: &[(&str, Scope, Setter)] = &[
         c.clientid_prefixes = Some(one(v)?.to_string());
         Ok(())
     }),
+    // midge's own: seconds a new connection has to complete its CONNECT (mosquitto closes a
+    // silent connection after 90 s, 1.5 x its initial 60 s keepalive). 0 is refused: a client
+    // that never sends CONNECT must not hold a connection slot for ever.
+    ("connect_timeout", Scope::Global, |c, v| {
+        let n: u64 = number(one(v)?)?;
+        if n == 0 || n > 3600 {
+            return Err("must be between 1 and 3600 seconds".into());
+        }
+        c.broker.connect_timeout_ms = n * 1000;
+        Ok(())
+    }),
     ("max_keepalive", Scope::Global, |c, v| {
         c.broker.max_keepalive = number(one(v)?)?;
         Ok(())
@@ -662,6 +673,7 @@ password_file /etc/mosquitto/passwd
 acl_file /etc/mosquitto/acl
 clientid_prefixes C1-
 max_keepalive 60
+connect_timeout 5
 max_packet_size 1000
 message_size_limit 1024
 max_inflight_messages 5
@@ -715,6 +727,8 @@ max_topic_alias 0
         assert_eq!(
             (b.max_keepalive, b.max_packet_size, b.message_size_limit),
             (60, 1000, 1024)
+        );
+        assert_eq!(b.connect_timeout_ms, 5_000
         );
         assert_eq!(
             (b.max_inflight_messages, b.max_inflight_bytes),
@@ -854,6 +868,8 @@ include_dir /etc/mosquitto/conf.d
             "mount_point a/#\n",
             "message_size_limit 268435456\n",
             "log_dest file\n",
+            "connect_timeout 0\n",
+            "connect_timeout 3601\n",
         ] {
             let e = p(bad).unwrap_err();
             assert_eq!(e.line, 1, "{bad}");
