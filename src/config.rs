@@ -728,8 +728,7 @@ max_topic_alias 0
             (b.max_keepalive, b.max_packet_size, b.message_size_limit),
             (60, 1000, 1024)
         );
-        assert_eq!(b.connect_timeout_ms, 5_000
-        );
+        assert_eq!(b.connect_timeout_ms, 5_000);
         assert_eq!(
             (b.max_inflight_messages, b.max_inflight_bytes),
             (5, 100_000)

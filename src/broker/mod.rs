@@ -13,6 +13,7 @@
 //!
 //! Time is milliseconds on a monotonic clock chosen by the caller.
 
+mod ids;
 mod retain;
 mod session;
 mod subs;
@@ -34,7 +35,7 @@ use crate::auth::password::PasswordFile;
 use crate::mqtt::props::Properties;
 use crate::mqtt::{self, connack, Packet, QoS, Status, SubOptions, Version};
 pub use retain::Retained;
-use session::{Ack, Inflight, Queued, Session, NEVER};
+use session::{Ack, Blank, Inflight, Lazy, Queued, Session, NEVER};
 pub use subs::{SubEntry, Subscriptions};
 
 /// Index of a connection, chosen by the network layer (its slab key).
@@ -263,31 +264,69 @@ struct V5Conn {
     aliases_in: Vec<Option<Box<str>>>,
 }
 
+/// A connection, kept small: an idle client costs this, its session and its socket. What only
+/// some connections need for some of the time is in `extra`.
 struct Conn {
     /// Distinguishes this connection from earlier ones that used the same slot.
     serial: u64,
-    peer: Box<str>,
-    /// Index into `Config::listeners`.
-    listener: usize,
-    state: State,
-    version: Version,
     session: Option<SessionId>,
-    keep_alive: u16,
-    opened: Millis,
+    /// When the last complete packet arrived; before CONNECT, when the connection was opened
+    /// (CONNECT is the first complete packet).
     last_rx: Millis,
-    will: Option<Msg>,
-    /// MQTT 5 Will Delay Interval, seconds.
-    will_delay: u32,
     out: Vec<u8>,
-    out_pos: usize,
-    dirty: bool,
     /// Due time of this connection's one live entry in the timer heap (`Millis::MAX`: none).
     timer_at: Millis,
     v5: Option<Box<V5Conn>>,
+    extra: Lazy<ConnExtra>,
+    out_pos: usize,
+    /// Index into `Config::listeners`.
+    listener: u16,
+    keep_alive: u16,
+    state: State,
+    version: Version,
+    dirty: bool,
+}
+
+/// The parts of a connection that are usually absent: allocated while present.
+#[derive(Default)]
+struct ConnExtra {
+    /// The peer's address, until CONNECT has been logged.
+    peer: Option<Box<str>>,
+    will: Option<Msg>,
+    /// MQTT 5 Will Delay Interval, seconds.
+    will_delay: u32,
     /// Paused (no more packets handled) until a full subscriber queue drains, or this time.
     throttled_until: Option<Millis>,
-    /// After a pause ran out: not paused again before this time.
+    /// After a pause ran out: not paused again before this time (0: no such time).
     no_throttle_until: Millis,
+}
+
+impl Blank for ConnExtra {
+    const BLANK: &'static Self = &ConnExtra {
+        peer: None,
+        will: None,
+        will_delay: 0,
+        throttled_until: None,
+        no_throttle_until: 0,
+    };
+    fn is_blank(&self) -> bool {
+        self.peer.is_none()
+            && self.will.is_none()
+            && self.throttled_until.is_none()
+            && self.no_throttle_until == 0
+    }
+}
+
+impl Conn {
+    /// Frees `extra` once nothing in it matters any more.
+    fn trim(&mut self, now: Millis) {
+        if let Some(e) = self.extra.get_mut() {
+            if e.no_throttle_until <= now {
+                e.no_throttle_until = 0;
+            }
+        }
+        self.extra.trim();
+    }
 }
 
 /// Why a connection ends; decides the log line, the MQTT 5 DISCONNECT reason code and whether
@@ -363,11 +402,13 @@ pub struct Broker {
     cfg: Config,
     conns: Vec<Option<Conn>>,
     sessions: Slab<Session>,
-    by_id: HashMap<Box<str>, SessionId>,
+    by_id: ids::IdIndex,
     subs: Subscriptions,
     retained: Retained,
     /// Connection timers (keepalive, CONNECT timeout): (due, connection, serial).
-    timers: BinaryHeap<Reverse<(Millis, ConnId, u64)>>,
+    /// 16 bytes an entry: connection slots and serials fit in 32 bits (a serial only has to
+    /// tell this connection from the slot's previous ones).
+    timers: BinaryHeap<Reverse<(Millis, u32, u32)>>,
     /// Session timers (expiry, delayed wills): (due, session, serial).
     session_timers: BinaryHeap<Reverse<(Millis, SessionId, u64)>>,
     dirty: Vec<ConnId>,
@@ -414,7 +455,7 @@ impl Broker {
             cfg,
             conns: Vec::new(),
             sessions: Slab::new(),
-            by_id: HashMap::new(),
+            by_id: ids::IdIndex::new(),
             subs: Subscriptions::default(),
             retained: Retained::default(),
             timers: BinaryHeap::new(),
@@ -480,25 +521,22 @@ impl Broker {
             info!("New connection from {peer} on port {}.", policy.port);
         }
         self.per_listener[listener] += 1;
+        let mut extra = Lazy::<ConnExtra>::default();
+        extra.peer = Some(peer.into());
         self.conns[id] = Some(Conn {
             serial: self.serial,
-            peer: peer.into(),
-            listener,
+            listener: listener as u16,
             state: State::AwaitConnect,
             version: Version::V311,
             session: None,
             keep_alive: 0,
-            opened: now,
             last_rx: now,
-            will: None,
-            will_delay: 0,
             out: Vec::new(),
             out_pos: 0,
             dirty: false,
             timer_at: Millis::MAX,
             v5: None,
-            throttled_until: None,
-            no_throttle_until: 0,
+            extra,
         });
         if over {
             if let Some(c) = self.live(id) {
@@ -516,7 +554,7 @@ impl Broker {
         if let Some(Some(c)) = self.conns.get_mut(id) {
             if at < c.timer_at {
                 c.timer_at = at;
-                self.timers.push(Reverse((at, id, c.serial)));
+                self.timers.push(Reverse((at, id as u32, c.serial as u32)));
             }
         }
     }
@@ -532,7 +570,7 @@ impl Broker {
             let Some(conn) = self.live(id) else {
                 return data.len();
             };
-            if conn.throttled_until.is_some() {
+            if conn.extra.throttled_until.is_some() {
                 // Paused: the rest waits with the caller until `take_resumed` names us.
                 return pos;
             }
@@ -602,6 +640,13 @@ impl Broker {
         if c.state == State::Connected {
             if let Some(sid) = c.session {
                 self.pump(sid);
+                // Everything sent: a session with nothing queued or in flight gives its
+                // message state back (here, once per drained batch, not per message).
+                if let (Some(s), Some(Some(c))) = (self.sessions.get_mut(sid), self.conns.get(id)) {
+                    if c.out.is_empty() {
+                        s.flow.trim();
+                    }
+                }
             }
         }
     }
@@ -620,7 +665,7 @@ impl Broker {
             self.close(id, Close::SocketError, now);
         }
         if let Some(c) = self.conns.get_mut(id).and_then(Option::take) {
-            if let Some(n) = self.per_listener.get_mut(c.listener) {
+            if let Some(n) = self.per_listener.get_mut(c.listener as usize) {
                 *n = n.saturating_sub(1);
             }
         }
@@ -664,18 +709,19 @@ impl Broker {
                 break;
             }
             self.timers.pop();
+            let id = id as ConnId;
             let Some(Some(c)) = self.conns.get_mut(id) else {
                 continue;
             };
-            if c.serial != serial || c.timer_at != due {
+            if c.serial as u32 != serial || c.timer_at != due {
                 continue;
             }
             c.timer_at = Millis::MAX;
-            if let Some(until) = c.throttled_until {
+            if let Some(until) = c.extra.throttled_until {
                 if until <= now {
                     // A pause that ran out: go on, dropping for full queues for a while.
-                    c.throttled_until = None;
-                    c.no_throttle_until = now + THROTTLE_MAX_MS;
+                    c.extra.throttled_until = None;
+                    c.extra.no_throttle_until = now + THROTTLE_MAX_MS;
                     c.last_rx = now;
                     self.resumed.push(id);
                     warn!("Publisher paused for {THROTTLE_MAX_MS} ms by a full subscriber queue; resuming.");
@@ -688,7 +734,7 @@ impl Broker {
                 continue;
             };
             let deadline = match c.state {
-                State::AwaitConnect => c.opened + self.cfg.connect_timeout_ms,
+                State::AwaitConnect => c.last_rx + self.cfg.connect_timeout_ms,
                 State::Connected if c.keep_alive > 0 => c.last_rx + c.keep_alive as u64 * 1500,
                 _ => continue,
             };
@@ -709,9 +755,9 @@ impl Broker {
             if s.serial != serial || s.conn.is_some() {
                 continue;
             }
-            if let Some((at, _)) = &s.pending_will {
+            if let Some((at, _)) = &s.flow.pending_will {
                 if *at <= now {
-                    if let Some((_, w)) = s.pending_will.take() {
+                    if let Some((_, w)) = s.flow.pending_will.take() {
                         debug!("Sending delayed will of {} to '{}'.", s.client_id, w.topic);
                         self.publish(w, None);
                     }
@@ -750,8 +796,8 @@ impl Broker {
 
     /// (queued, in flight) message counts of a client's session.
     pub fn session_queue(&self, client_id: &str) -> Option<(usize, usize)> {
-        let s = &self.sessions[*self.by_id.get(client_id)?];
-        Some((s.queue.len(), s.inflight.len()))
+        let s = &self.sessions[self.by_id.get(client_id, &self.sessions)?];
+        Some((s.flow.queue.len(), s.flow.inflight.len()))
     }
 
     // ----- internals ------------------------------------------------------------------------
@@ -863,7 +909,11 @@ impl Broker {
             Packet::Publish(p) => self.on_publish(id, sid, p, now),
             Packet::Puback(a) => self.on_ack(sid, a.pid, Ack::Puback),
             Packet::Pubrec(a) => {
-                let known = match self.sessions[sid].inflight_mut(a.pid, Ack::Pubrec) {
+                let known = match self.sessions[sid]
+                    .flow
+                    .get_mut()
+                    .and_then(|f| f.inflight_mut(a.pid, Ack::Pubrec))
+                {
                     Some(f) if a.reason < 0x80 => {
                         f.state = Ack::Pubcomp;
                         true
@@ -913,7 +963,7 @@ impl Broker {
                 props,
             } => self.on_subscribe(id, sid, pid, &filters, &props),
             Packet::Unsubscribe { pid, filters, .. } => {
-                let listener = self.sessions[sid].listener;
+                let listener = self.sessions[sid].listener as usize;
                 let mount = self.cfg.listeners[listener].mount_point.clone();
                 let mut codes = Vec::with_capacity(filters.len());
                 for f in &filters {
@@ -1023,7 +1073,7 @@ impl Broker {
         };
         conn.version = c.version;
         let v5 = c.version == Version::V5;
-        let listener = conn.listener;
+        let listener = conn.listener as usize;
         if c.props.authentication_method.is_some() {
             // Enhanced authentication is not offered.
             return self.refuse(
@@ -1102,13 +1152,13 @@ impl Broker {
         // [MQTT-3.1.4-2]: an existing connection with this id is closed first.
         if let Some(old) = self
             .by_id
-            .get(client_id.as_str())
-            .and_then(|&sid| self.sessions[sid].conn)
+            .get(client_id.as_str(), &self.sessions)
+            .and_then(|sid| self.sessions[sid].conn)
         {
             info!("Client {client_id} already connected, closing old connection.");
             self.close(old, Close::Takeover, now);
         }
-        let existing = self.by_id.get(client_id.as_str()).copied();
+        let existing = self.by_id.get(client_id.as_str(), &self.sessions);
         let (sid, present) = match existing {
             Some(sid) if !c.clean_session => (sid, true),
             other => {
@@ -1119,7 +1169,7 @@ impl Broker {
                 let mut s = Session::new(client_id.as_str().into());
                 s.serial = self.serial;
                 let sid = self.sessions.insert(s);
-                self.by_id.insert(client_id.as_str().into(), sid);
+                self.by_id.insert(sid, &self.sessions);
                 (sid, false)
             }
         };
@@ -1135,10 +1185,13 @@ impl Broker {
         s.expiry_interval = expiry_interval;
         s.expires_at = None;
         // A will waiting for its delay is not sent once the session is resumed [MQTT-3.1.3-9].
-        s.pending_will = None;
+        if let Some(f) = s.flow.get_mut() {
+            f.pending_will = None;
+        }
+        s.flow.trim();
         s.conn = Some(id);
         s.username = c.username.map(Into::into);
-        s.listener = listener;
+        s.listener = listener as u16;
 
         let policy = &self.cfg.listeners[listener];
         let mount = policy.mount_point.as_deref();
@@ -1174,8 +1227,12 @@ impl Broker {
         };
         conn.state = State::Connected;
         conn.session = Some(sid);
-        conn.will = will;
-        conn.will_delay = will_delay;
+        let peer = conn.extra.get_mut().and_then(|e| e.peer.take());
+        if will.is_some() {
+            conn.extra.will = will;
+            conn.extra.will_delay = will_delay;
+        }
+        conn.trim(now);
         // MQTT 5: a keepalive over max_keepalive (or none at all) is replaced by the server's.
         let keep_alive = if v5 && (c.keep_alive > max_keepalive || c.keep_alive == 0) {
             max_keepalive
@@ -1201,7 +1258,7 @@ impl Broker {
             let user = c.username.map(|u| format!(", u'{u}'")).unwrap_or_default();
             info!(
                 "New client connected from {} as {client_id} (p{}, c{}, k{}{user}).",
-                conn.peer,
+                peer.as_deref().unwrap_or("?"),
                 match c.version {
                     Version::V31 => 1,
                     Version::V311 => 2,
@@ -1260,8 +1317,10 @@ impl Broker {
     /// [MQTT-4.4.0-1]; `pump` sends them, within the new connection's Receive Maximum
     /// [MQTT-3.3.4-9] and Maximum Packet Size [MQTT-3.1.2-25].
     fn resend_inflight(&mut self, sid: SessionId) {
-        for f in self.sessions[sid].inflight.iter_mut() {
-            f.sent = false;
+        if let Some(flow) = self.sessions[sid].flow.get_mut() {
+            for f in flow.inflight.iter_mut() {
+                f.sent = false;
+            }
         }
     }
 
@@ -1277,7 +1336,7 @@ impl Broker {
             p.topic,
             p.payload.len()
         );
-        let listener = self.sessions[sid].listener;
+        let listener = self.sessions[sid].listener as usize;
         let v5 = self.is_v5(id);
         let policy = &self.cfg.listeners[listener];
         if p.qos > policy.max_qos {
@@ -1365,8 +1424,8 @@ impl Broker {
             (QoS::ExactlyOnce, Some(pid)) => {
                 let s = &self.sessions[sid];
                 if v5
-                    && !s.incoming.contains(&pid)
-                    && s.incoming.len() >= self.receive_maximum() as usize
+                    && !s.flow.incoming.contains(&pid)
+                    && s.flow.incoming.len() >= self.receive_maximum() as usize
                 {
                     // The client sent more unacknowledged QoS 2 messages than allowed.
                     return self.protocol_error(
@@ -1377,7 +1436,7 @@ impl Broker {
                     );
                 }
                 if drop_why.is_none() || v5 {
-                    self.sessions[sid].receive_incoming(pid)
+                    self.sessions[sid].flow.receive_incoming(pid)
                 } else {
                     true
                 }
@@ -1435,10 +1494,12 @@ impl Broker {
     /// Whether the subscriber of session `sid` may read `topic` under its listener's ACL.
     fn may_read(&self, sid: SessionId, topic: &str) -> bool {
         let s = &self.sessions[sid];
-        match &self.cfg.listeners[s.listener].acl {
+        match &self.cfg.listeners[s.listener as usize].acl {
             None => true,
             Some(acl) => {
-                let mount = self.cfg.listeners[s.listener].mount_point.as_deref();
+                let mount = self.cfg.listeners[s.listener as usize]
+                    .mount_point
+                    .as_deref();
                 acl.check(
                     s.username.as_deref(),
                     &s.client_id,
@@ -1568,7 +1629,7 @@ impl Broker {
                 return false;
             }
             let s = &self.sessions[e.sid];
-            !strict || (s.conn.is_some() && (max_queued == 0 || s.queue.len() < max_queued))
+            !strict || (s.conn.is_some() && (max_queued == 0 || s.flow.queue.len() < max_queued))
         };
         (0..n)
             .map(|k| group[(start + k) % n])
@@ -1583,25 +1644,27 @@ impl Broker {
     /// Messages a departing member of shared groups had not been sent yet (and, when its
     /// session ends, QoS 1 messages it had not acknowledged) go to another member.
     fn hand_over_shared(&mut self, sid: SessionId, ending: bool) {
-        let s = &mut self.sessions[sid];
         let mut moving: Vec<(Msg, u32, bool, Box<[u32]>)> = Vec::new();
-        let mut keep = std::collections::VecDeque::with_capacity(s.queue.len());
-        for q in s.queue.drain(..) {
-            if q.share != 0 {
-                s.queued_bytes -= q.msg.payload.len();
-                moving.push((q.msg, q.share, q.retain, q.sub_ids));
-            } else {
-                keep.push_back(q);
+        if let Some(f) = self.sessions[sid].flow.get_mut() {
+            let mut keep = std::collections::VecDeque::with_capacity(f.queue.len());
+            for q in f.queue.drain(..) {
+                if q.share != 0 {
+                    f.queued_bytes -= q.msg.payload.len();
+                    moving.push((q.msg, q.share, q.retain, q.sub_ids));
+                } else {
+                    keep.push_back(q);
+                }
             }
-        }
-        s.queue = keep;
-        if ending {
-            for f in s.inflight.iter() {
-                if f.share != 0 && f.qos == QoS::AtLeastOnce {
-                    moving.push((f.msg.clone(), f.share, f.retain, f.sub_ids.clone()));
+            f.queue = keep;
+            if ending {
+                for m in f.inflight.iter() {
+                    if m.share != 0 && m.qos == QoS::AtLeastOnce {
+                        moving.push((m.msg.clone(), m.share, m.retain, m.sub_ids.clone()));
+                    }
                 }
             }
         }
+        self.sessions[sid].flow.trim();
         for (msg, share, retain, _) in moving {
             let Some(sh) = self.shares.get(share as usize - 1) else {
                 continue;
@@ -1627,8 +1690,8 @@ impl Broker {
                 None if !ending => {
                     // No one else: it stays with this session.
                     let s = &mut self.sessions[sid];
-                    s.queued_bytes += msg.payload.len();
-                    s.queue.push_back(Queued {
+                    s.flow.queued_bytes += msg.payload.len();
+                    s.flow.queue.push_back(Queued {
                         qos: msg.qos,
                         msg,
                         retain,
@@ -1722,6 +1785,7 @@ impl Broker {
         };
         if let Some(s) = self.sessions.get_mut(sid) {
             s.subs.retain(|(g, _, _)| **g != *key);
+            s.subs.trim();
         }
         self.stats.changes += 1;
         existed
@@ -1744,8 +1808,8 @@ impl Broker {
             return;
         }
         let len = msg.payload.len();
-        let full = (max_queued > 0 && s.queue.len() >= max_queued)
-            || (max_bytes > 0 && !s.queue.is_empty() && s.queued_bytes + len > max_bytes);
+        let full = (max_queued > 0 && s.flow.queue.len() >= max_queued)
+            || (max_bytes > 0 && !s.flow.queue.is_empty() && s.flow.queued_bytes + len > max_bytes);
         // Backpressure: a QoS 1/2 message for a connected subscriber whose queue is full is
         // kept, and its publisher is paused until the queue drains, so nothing acknowledged
         // is lost. (Not for a client publishing to itself, nor while a pause has run out.)
@@ -1754,29 +1818,29 @@ impl Broker {
             && s.conn.is_some()
             && self.publishing.is_some_and(|p| {
                 Some(p) != s.conn
-                    && matches!(self.conns.get(p), Some(Some(c)) if c.no_throttle_until <= self.now)
+                    && matches!(self.conns.get(p), Some(Some(c)) if c.extra.no_throttle_until <= self.now)
             });
         if pause {
             if let Some(p) = self.publishing {
                 if let Some(Some(c)) = self.conns.get_mut(p) {
-                    if c.throttled_until.is_none() {
-                        c.throttled_until = Some(self.now + THROTTLE_MAX_MS);
+                    if c.extra.throttled_until.is_none() {
+                        c.extra.throttled_until = Some(self.now + THROTTLE_MAX_MS);
                     }
                     let entry = (p, c.serial);
-                    if !s.blockers.contains(&entry) {
-                        s.blockers.push(entry);
+                    if !s.flow.blockers.contains(&entry) {
+                        s.flow.blockers.push(entry);
                     }
                     let at = self.now + THROTTLE_MAX_MS;
                     if at < c.timer_at {
                         c.timer_at = at;
-                        self.timers.push(Reverse((at, p, c.serial)));
+                        self.timers.push(Reverse((at, p as u32, c.serial as u32)));
                     }
                 }
             }
         } else if full {
             self.stats.msgs_dropped += 1;
-            if !s.dropping {
-                s.dropping = true;
+            if !s.flow.dropping {
+                s.flow.dropping = true;
                 warn!(
                     "Outgoing messages are being dropped for client {}.",
                     s.client_id
@@ -1784,8 +1848,8 @@ impl Broker {
             }
             return;
         }
-        s.queued_bytes += len;
-        s.queue.push_back(Queued {
+        s.flow.queued_bytes += len;
+        s.flow.queue.push_back(Queued {
             msg: msg.clone(),
             qos,
             retain,
@@ -1825,17 +1889,19 @@ impl Broker {
             // Never more in flight than the client's Receive Maximum.
             max_inflight = max_inflight.min(v.receive_max as usize);
         }
-        let mount = self.cfg.listeners[conn.listener].mount_point.as_deref();
+        let mount = self.cfg.listeners[conn.listener as usize]
+            .mount_point
+            .as_deref();
         let props = &mut self.scratch_props;
         let mut sent = 0;
         // In-flight messages of a resumed session not yet resent, in their original order.
-        let mut window = s.inflight.iter().filter(|f| f.sent).count();
+        let mut window = s.flow.inflight.iter().filter(|f| f.sent).count();
         let mut i = 0;
-        while i < s.inflight.len() && window < max_inflight {
+        while i < s.flow.inflight.len() && window < max_inflight {
             if conn.out.len() - conn.out_pos >= OUT_HIGH_WATER {
                 break;
             }
-            let f = &mut s.inflight[i];
+            let f = &mut s.flow.inflight[i];
             if f.sent {
                 i += 1;
                 continue;
@@ -1852,8 +1918,8 @@ impl Broker {
                         if v.max_packet > 0 && len > v.max_packet as usize {
                             // Too large for this client now: discarded as if sent and
                             // acknowledged [MQTT-3.1.2-25].
-                            if let Some(f) = s.inflight.remove(i) {
-                                s.inflight_bytes -= f.msg.payload.len();
+                            if let Some(f) = s.flow.inflight.remove(i) {
+                                s.flow.inflight_bytes -= f.msg.payload.len();
                             }
                             continue;
                         }
@@ -1875,30 +1941,32 @@ impl Broker {
             sent += 1;
             i += 1;
         }
-        if s.inflight.iter().any(|f| !f.sent) {
+        if s.flow.inflight.iter().any(|f| !f.sent) {
             // New messages wait until every resumed one has gone out again.
             if sent > 0 {
                 self.mark(id);
             }
             return;
         }
-        while let Some(front) = s.queue.front() {
+        while let Some(front) = s.flow.queue.front() {
             if conn.out.len() - conn.out_pos >= OUT_HIGH_WATER {
                 break;
             }
             let expired = front.msg.expiry.is_some_and(|t| t <= now);
             let needs_pid = front.qos != QoS::AtMostOnce && !expired;
             if needs_pid
-                && (s.inflight.len() >= max_inflight
+                && (s.flow.inflight.len() >= max_inflight
                     || (max_inflight_bytes > 0
-                        && !s.inflight.is_empty()
-                        && s.inflight_bytes + front.msg.payload.len() > max_inflight_bytes))
+                        && !s.flow.inflight.is_empty()
+                        && s.flow.inflight_bytes + front.msg.payload.len() > max_inflight_bytes))
             {
                 break;
             }
-            let Some(q) = s.queue.pop_front() else { break };
+            let Some(q) = s.flow.queue.pop_front() else {
+                break;
+            };
             let len = q.msg.payload.len();
-            s.queued_bytes -= len;
+            s.flow.queued_bytes -= len;
             if expired {
                 continue;
             }
@@ -1930,7 +1998,7 @@ impl Broker {
                 }
                 v5_props_ref = Some(&props[..]);
             }
-            let pid = needs_pid.then(|| s.next_pid());
+            let pid = needs_pid.then(|| s.flow.next_pid());
             mqtt::encode_publish(
                 &mut conn.out,
                 false,
@@ -1943,8 +2011,8 @@ impl Broker {
             );
             self.stats.publish_bytes_sent += len as u64;
             if let Some(pid) = pid {
-                s.inflight_bytes += len;
-                s.inflight.push_back(Inflight {
+                s.flow.inflight_bytes += len;
+                s.flow.inflight.push_back(Inflight {
                     pid,
                     state: if q.qos == QoS::AtLeastOnce {
                         Ack::Puback
@@ -1961,16 +2029,18 @@ impl Broker {
             }
             sent += 1;
         }
-        if s.queue.is_empty() {
-            s.dropping = false;
+        if let Some(f) = s.flow.get_mut() {
+            if f.queue.is_empty() {
+                f.dropping = false;
+            }
         }
         let max_queued = self.cfg.max_queued_messages;
         let max_bytes = self.cfg.max_queued_bytes;
-        if !s.blockers.is_empty()
-            && (max_queued == 0 || s.queue.len() <= max_queued / 2)
-            && (max_bytes == 0 || s.queued_bytes <= max_bytes / 2)
+        if !s.flow.blockers.is_empty()
+            && (max_queued == 0 || s.flow.queue.len() <= max_queued / 2)
+            && (max_bytes == 0 || s.flow.queued_bytes <= max_bytes / 2)
         {
-            let blockers = std::mem::take(&mut s.blockers);
+            let blockers = std::mem::take(&mut s.flow.blockers);
             self.resume(&blockers);
         }
         if sent > 0 {
@@ -1984,9 +2054,15 @@ impl Broker {
     fn resume(&mut self, who: &[(ConnId, u64)]) {
         for &(p, serial) in who {
             if let Some(Some(c)) = self.conns.get_mut(p) {
-                if c.serial == serial && c.throttled_until.take().is_some() {
+                let paused = c
+                    .extra
+                    .get_mut()
+                    .and_then(|e| e.throttled_until.take())
+                    .is_some();
+                if c.serial == serial && paused {
                     // Not reading it was the broker's doing, not the client's silence.
                     c.last_rx = self.now;
+                    c.trim(self.now);
                     self.resumed.push(p);
                 }
             }
@@ -1995,7 +2071,7 @@ impl Broker {
 
     /// Whether the broker has paused reading from `id` (a subscriber it publishes to is full).
     pub fn is_paused(&self, id: ConnId) -> bool {
-        matches!(self.conns.get(id), Some(Some(c)) if c.throttled_until.is_some())
+        matches!(self.conns.get(id), Some(Some(c)) if c.extra.throttled_until.is_some())
     }
 
     /// Moves the connections that may be read again into `into` (cleared first): the caller
@@ -2027,13 +2103,13 @@ impl Broker {
         let v5 = self.is_v5(id);
         let s = &self.sessions[sid];
         debug!("Received SUBSCRIBE from {}", s.client_id);
-        let mount = self.cfg.listeners[s.listener].mount_point.clone();
+        let mount = self.cfg.listeners[s.listener as usize].mount_point.clone();
         let sub_id = props.subscription_identifiers.first().copied().unwrap_or(0);
         let mut codes = Vec::with_capacity(filters.len());
         let mut granted = Vec::with_capacity(filters.len());
         for &(f, requested) in filters {
             let s = &self.sessions[sid];
-            let policy = &self.cfg.listeners[s.listener];
+            let policy = &self.cfg.listeners[s.listener as usize];
             let qos = requested.qos.min(policy.max_qos);
             debug!("\t{f} (QoS {})", requested.qos.as_u8());
             let shared = match split_share(f) {
@@ -2161,8 +2237,8 @@ impl Broker {
             self.unsubscribe_key(sid, &k);
         }
         let mut s = self.sessions.remove(sid);
-        self.by_id.remove(&s.client_id);
-        if let Some((_, w)) = s.pending_will.take() {
+        self.by_id.remove(&s.client_id, sid, &self.sessions);
+        if let Some((_, w)) = s.flow.get_mut().and_then(|f| f.pending_will.take()) {
             debug!("Sending will of {} to '{}'.", s.client_id, w.topic);
             self.publish(w, None);
         }
@@ -2210,10 +2286,12 @@ impl Broker {
             }
         }
         conn.state = State::Closed;
-        let will = conn.will.take();
-        let will_delay = conn.will_delay;
+        let (will, will_delay) = match conn.extra.get_mut() {
+            Some(e) => (e.will.take(), e.will_delay),
+            None => (None, 0),
+        };
         let session = conn.session.take();
-        let listener = conn.listener;
+        let listener = conn.listener as usize;
         let username = session.and_then(|sid| self.sessions[sid].username.clone());
         match why {
             Close::Disconnect => info!("Client {name} disconnected."),
@@ -2242,7 +2320,11 @@ impl Broker {
         };
         let s = &mut self.sessions[sid];
         s.conn = None;
-        let blockers = std::mem::take(&mut s.blockers);
+        let blockers = s
+            .flow
+            .get_mut()
+            .map(|f| std::mem::take(&mut f.blockers))
+            .unwrap_or_default();
         self.resume(&blockers);
         if s_has_shared(&self.sessions[sid]) {
             self.hand_over_shared(sid, false);
@@ -2252,7 +2334,7 @@ impl Broker {
             if will_delay > 0 && s.expiry_interval > 0 {
                 // MQTT 5 Will Delay: sent later, unless the session is resumed first.
                 let at = now + will_delay as Millis * 1000;
-                s.pending_will = Some((at, w));
+                s.flow.pending_will = Some((at, w));
                 let serial = s.serial;
                 self.session_timers.push(Reverse((at, sid, serial)));
             } else {
@@ -2266,9 +2348,12 @@ impl Broker {
             return;
         }
         if !self.cfg.queue_qos0_messages {
-            s.queue.retain(|q| q.qos != QoS::AtMostOnce);
-            s.queued_bytes = s.queue.iter().map(|q| q.msg.payload.len()).sum();
+            if let Some(f) = s.flow.get_mut() {
+                f.queue.retain(|q| q.qos != QoS::AtMostOnce);
+                f.queued_bytes = f.queue.iter().map(|q| q.msg.payload.len()).sum();
+            }
         }
+        s.flow.trim();
         if s.expiry_interval != NEVER {
             let at = now + s.expiry_interval as Millis * 1000;
             s.expires_at = Some(at);
@@ -2280,7 +2365,7 @@ impl Broker {
 
 /// Whether a session holds messages it was given through a shared subscription.
 fn s_has_shared(s: &Session) -> bool {
-    s.queue.iter().any(|q| q.share != 0)
+    s.flow.queue.iter().any(|q| q.share != 0)
 }
 
 /// Whether the bytes of a (broken) CONNECT say protocol level 5.
@@ -2374,8 +2459,8 @@ fn saved_retained(m: &Message, now: Millis) -> bool {
 }
 
 fn stored_session(s: &Session, now: Millis) -> StoredSession {
-    let mut out = Vec::with_capacity(s.inflight.len() + s.queue.len());
-    for f in &s.inflight {
+    let mut out = Vec::with_capacity(s.flow.inflight.len() + s.flow.queue.len());
+    for f in &s.flow.inflight {
         out.push(StoredOut {
             state: match f.state {
                 Ack::Pubcomp => OutState::AwaitComp,
@@ -2388,7 +2473,7 @@ fn stored_session(s: &Session, now: Millis) -> StoredSession {
             msg: stored_msg(&f.msg, now),
         });
     }
-    for q in &s.queue {
+    for q in &s.flow.queue {
         out.push(StoredOut {
             state: OutState::Queued,
             pid: 0,
@@ -2416,14 +2501,14 @@ fn stored_session(s: &Session, now: Millis) -> StoredSession {
             })
             .collect(),
         out,
-        incoming_qos2: s.incoming.clone(),
-        pending_will: s.pending_will.as_ref().map(|(t, w)| {
+        incoming_qos2: s.flow.incoming.clone(),
+        pending_will: s.flow.pending_will.as_ref().map(|(t, w)| {
             (
                 t.saturating_sub(now).div_ceil(1000).min(u32::MAX as u64) as u32,
                 stored_msg(w, now),
             )
         }),
-        last_pid: s.last_pid,
+        last_pid: s.flow.last_pid,
     }
 }
 
@@ -2536,7 +2621,12 @@ impl Broker {
         }
         let mut nses = 0;
         for st in snap.sessions {
-            if self.by_id.contains_key(st.client_id.as_str()) || st.expiry_interval == 0 {
+            if self
+                .by_id
+                .get(st.client_id.as_str(), &self.sessions)
+                .is_some()
+                || st.expiry_interval == 0
+            {
                 continue;
             }
             self.serial += 1;
@@ -2544,12 +2634,13 @@ impl Broker {
             s.serial = self.serial;
             s.clean = false;
             s.username = st.username.map(Into::into);
-            s.listener = (st.listener as usize).min(self.cfg.listeners.len().saturating_sub(1));
+            s.listener =
+                (st.listener as usize).min(self.cfg.listeners.len().saturating_sub(1)) as u16;
             s.expiry_interval = st.expiry_interval;
-            s.last_pid = st.last_pid;
-            s.incoming = st.incoming_qos2;
-            s.incoming.sort_unstable();
-            s.incoming.dedup();
+            s.flow.last_pid = st.last_pid;
+            s.flow.incoming = st.incoming_qos2;
+            s.flow.incoming.sort_unstable();
+            s.flow.incoming.dedup();
             for o in st.out {
                 let msg = message_from(o.msg, now);
                 let qos = QoS::from_u8(o.qos).unwrap_or(QoS::AtLeastOnce);
@@ -2557,8 +2648,8 @@ impl Broker {
                 let len = msg.payload.len();
                 match o.state {
                     OutState::Queued => {
-                        s.queued_bytes += len;
-                        s.queue.push_back(Queued {
+                        s.flow.queued_bytes += len;
+                        s.flow.queue.push_back(Queued {
                             msg,
                             qos,
                             retain: o.retain,
@@ -2567,11 +2658,11 @@ impl Broker {
                         });
                     }
                     state if o.pid != 0 && qos != QoS::AtMostOnce => {
-                        if s.inflight.iter().any(|f| f.pid == o.pid) {
+                        if s.flow.inflight.iter().any(|f| f.pid == o.pid) {
                             continue;
                         }
-                        s.inflight_bytes += len;
-                        s.inflight.push_back(Inflight {
+                        s.flow.inflight_bytes += len;
+                        s.flow.inflight.push_back(Inflight {
                             pid: o.pid,
                             state: match (state, qos) {
                                 (OutState::AwaitComp, _) => Ack::Pubcomp,
@@ -2610,7 +2701,7 @@ impl Broker {
             let s = &mut self.sessions[sid];
             if let Some((left, w)) = st.pending_will {
                 let at = now + left as Millis * 1000;
-                s.pending_will = Some((at, message_from(w, now)));
+                s.flow.pending_will = Some((at, message_from(w, now)));
                 self.session_timers.push(Reverse((at, sid, s.serial)));
             }
             if s.expiry_interval != NEVER {
@@ -2619,7 +2710,7 @@ impl Broker {
                 s.expires_at = Some(at);
                 self.session_timers.push(Reverse((at, sid, s.serial)));
             }
-            self.by_id.insert(st.client_id.into(), sid);
+            self.by_id.insert(sid, &self.sessions);
             nses += 1;
         }
         (nret, nses)

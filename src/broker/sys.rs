@@ -184,8 +184,8 @@ impl Broker {
         let mut count = self.retained.len() as u64;
         let mut bytes = self.retained.bytes() as u64;
         for (_, s) in self.sessions.iter() {
-            count += (s.queue.len() + s.inflight.len()) as u64;
-            bytes += (s.queued_bytes + s.inflight_bytes) as u64;
+            count += (s.flow.queue.len() + s.flow.inflight.len()) as u64;
+            bytes += (s.flow.queued_bytes + s.flow.inflight_bytes) as u64;
         }
         (count, bytes)
     }

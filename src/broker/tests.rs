@@ -924,7 +924,12 @@ fn zero_length_ids_can_be_refused_and_prefixed() {
     );
     let mut h = with_policy(|p| p.auto_id_prefix = "dev-".into(), |_| {});
     h.client(1, connect("", true, 0));
-    assert!(h.b.by_id.keys().all(|k| k.starts_with("dev-")));
+    assert_eq!(h.b.by_id.len(), 1);
+    assert!(h
+        .b
+        .sessions
+        .iter()
+        .all(|(_, s)| s.client_id.starts_with("dev-")));
 }
 
 #[test]
@@ -2319,4 +2324,17 @@ fn unsubscribing_the_last_member_removes_the_group() {
     );
     assert!(h.b.subscriptions().is_empty());
     assert_eq!(h.b.shares.len(), 0);
+}
+/// What an idle client costs the core: its connection and its session, before the heap parts
+/// (client id, socket). Bytes per idle connection are measured by `scripts/bench.sh`; this
+/// keeps the structures from growing back unnoticed.
+#[test]
+fn idle_connection_state_stays_small() {
+    use std::mem::size_of;
+    assert!(
+        size_of::<super::Conn>() <= 96,
+        "{}",
+        size_of::<super::Conn>()
+    );
+    assert!(size_of::<super::session::Session>() <= 96);
 }

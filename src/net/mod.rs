@@ -35,10 +35,16 @@ pub type Reload = Box<dyn FnMut() -> Result<Vec<ListenerPolicy>, String>>;
 const READS_PER_TURN: usize = 16;
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Bytes kept between reads: 8 bytes in every connection's slot instead of a `Vec`'s 24, one
+/// more allocation only while a packet is incomplete.
+#[allow(clippy::box_collection)]
+type Kept = Option<Box<Vec<u8>>>;
+
 struct Sock {
     stream: TcpStream,
-    /// The incomplete packet left over from earlier reads (empty, unallocated, when none).
-    rbuf: Vec<u8>,
+    /// The incomplete packet left over from earlier reads (none, unallocated, when none): a
+    /// pointer, not a `Vec`, since an idle connection has none.
+    rbuf: Kept,
     writable: bool,
     /// The broker has closed it; the slot is released after the current batch.
     closing: bool,
@@ -441,7 +447,7 @@ impl Server {
                     }
                     self.socks.insert(Sock {
                         stream,
-                        rbuf: Vec::new(),
+                        rbuf: None,
                         writable: false,
                         closing: false,
                     });
@@ -488,14 +494,17 @@ impl Server {
             };
             let now = self.start.elapsed().as_millis() as Millis;
             let data = &self.scratch[..n];
-            if sock.rbuf.is_empty() {
-                let used = self.broker.received(key, data, now);
-                if used < n {
-                    sock.rbuf.extend_from_slice(&data[used..]);
+            match &mut sock.rbuf {
+                None => {
+                    let used = self.broker.received(key, data, now);
+                    if used < n {
+                        sock.rbuf = Some(Box::new(data[used..].to_vec()));
+                    }
                 }
-            } else {
-                sock.rbuf.extend_from_slice(data);
-                feed_kept(&mut self.broker, key, &mut sock.rbuf, now);
+                Some(kept) => {
+                    kept.extend_from_slice(data);
+                    feed_kept(&mut self.broker, key, &mut sock.rbuf, now);
+                }
             }
             if !self.still_reading(key) {
                 return;
@@ -522,7 +531,7 @@ impl Server {
         if sock.closing {
             return;
         }
-        if !sock.rbuf.is_empty() {
+        if sock.rbuf.is_some() {
             let now = self.start.elapsed().as_millis() as Millis;
             feed_kept(&mut self.broker, key, &mut sock.rbuf, now);
             if !self.still_reading(key) {
@@ -628,19 +637,22 @@ impl Server {
             let _ = sock.stream.write(out);
         }
         let _ = sock.stream.shutdown(Shutdown::Both);
-        sock.rbuf = Vec::new();
+        sock.rbuf = None;
         self.to_release.push(key);
     }
 }
 
 /// Hands the broker the bytes kept for `key` and keeps what it did not consume (an incomplete
 /// packet, or everything after a pause); the buffer is freed once empty.
-fn feed_kept(broker: &mut Broker, key: usize, rbuf: &mut Vec<u8>, now: Millis) {
-    let used = broker.received(key, rbuf, now);
-    if used == rbuf.len() {
-        *rbuf = Vec::new();
+fn feed_kept(broker: &mut Broker, key: usize, rbuf: &mut Kept, now: Millis) {
+    let Some(kept) = rbuf else {
+        return;
+    };
+    let used = broker.received(key, kept, now);
+    if used >= kept.len() {
+        *rbuf = None;
     } else {
-        rbuf.drain(..used);
+        kept.drain(..used);
     }
 }
 
