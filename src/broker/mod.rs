@@ -410,7 +410,7 @@ pub struct Broker {
     /// tell this connection from the slot's previous ones).
     timers: BinaryHeap<Reverse<(Millis, u32, u32)>>,
     /// Session timers (expiry, delayed wills): (due, session, serial).
-    session_timers: BinaryHeap<Reverse<(Millis, SessionId, u64)>>,
+    session_timers: BinaryHeap<Reverse<(Millis, SessionId, u32)>>,
     dirty: Vec<ConnId>,
     serial: u64,
     rng: u64,
@@ -1167,7 +1167,7 @@ impl Broker {
                 }
                 self.serial += 1;
                 let mut s = Session::new(client_id.as_str().into());
-                s.serial = self.serial;
+                s.serial = self.serial as u32;
                 let sid = self.sessions.insert(s);
                 self.by_id.insert(sid, &self.sessions);
                 (sid, false)
@@ -1998,7 +1998,7 @@ impl Broker {
                 }
                 v5_props_ref = Some(&props[..]);
             }
-            let pid = needs_pid.then(|| s.flow.next_pid());
+            let pid = needs_pid.then(|| s.next_pid());
             mqtt::encode_publish(
                 &mut conn.out,
                 false,
@@ -2508,7 +2508,7 @@ fn stored_session(s: &Session, now: Millis) -> StoredSession {
                 stored_msg(w, now),
             )
         }),
-        last_pid: s.flow.last_pid,
+        last_pid: s.last_pid,
     }
 }
 
@@ -2631,13 +2631,13 @@ impl Broker {
             }
             self.serial += 1;
             let mut s = Session::new(st.client_id.as_str().into());
-            s.serial = self.serial;
+            s.serial = self.serial as u32;
             s.clean = false;
             s.username = st.username.map(Into::into);
             s.listener =
                 (st.listener as usize).min(self.cfg.listeners.len().saturating_sub(1)) as u16;
             s.expiry_interval = st.expiry_interval;
-            s.flow.last_pid = st.last_pid;
+            s.last_pid = st.last_pid;
             s.flow.incoming = st.incoming_qos2;
             s.flow.incoming.sort_unstable();
             s.flow.incoming.dedup();

@@ -104,7 +104,6 @@ pub struct Flow {
     pub inflight: VecDeque<Inflight>,
     /// Packet identifiers of incoming QoS 2 messages delivered but not yet released, sorted.
     pub incoming: Vec<u16>,
-    pub last_pid: u16,
     /// Set while messages are being dropped, so that the log says so once per episode.
     pub dropping: bool,
     /// Payload bytes in `queue` and in `inflight`.
@@ -121,7 +120,6 @@ impl Blank for Flow {
         queue: VecDeque::new(),
         inflight: VecDeque::new(),
         incoming: Vec::new(),
-        last_pid: 0,
         dropping: false,
         queued_bytes: 0,
         inflight_bytes: 0,
@@ -154,10 +152,25 @@ pub struct Session {
     /// While away: when it expires.
     pub expires_at: Option<Millis>,
     /// Distinguishes this session from earlier ones in the same slot (for timers).
-    pub serial: u64,
+    pub serial: u32,
+    /// The last packet identifier used towards the client; kept while no message is in
+    /// flight, so that identifiers go on increasing as clients expect of mosquitto.
+    pub last_pid: u16,
 }
 
 impl Session {
+    /// A packet identifier not in use by any in-flight message [MQTT-2.3.1-2]. The caller keeps
+    /// fewer than 65,535 messages in flight, so one is always free.
+    pub fn next_pid(&mut self) -> u16 {
+        loop {
+            self.last_pid = self.last_pid.checked_add(1).unwrap_or(1);
+            let pid = self.last_pid;
+            if !self.flow.inflight.iter().any(|f| f.pid == pid) {
+                return pid;
+            }
+        }
+    }
+
     /// Removes the in-flight message `pid` waiting for `ack`; false if there is none.
     pub fn complete(&mut self, pid: u16, ack: Ack) -> bool {
         let done = self.flow.get_mut().is_some_and(|f| f.complete(pid, ack));
@@ -184,23 +197,12 @@ impl Session {
             expiry_interval: 0,
             expires_at: None,
             serial: 0,
+            last_pid: 0,
         }
     }
 }
 
 impl Flow {
-    /// A packet identifier not in use by any in-flight message [MQTT-2.3.1-2]. The caller keeps
-    /// fewer than 65,535 messages in flight, so one is always free.
-    pub fn next_pid(&mut self) -> u16 {
-        loop {
-            self.last_pid = self.last_pid.checked_add(1).unwrap_or(1);
-            let pid = self.last_pid;
-            if !self.inflight.iter().any(|f| f.pid == pid) {
-                return pid;
-            }
-        }
-    }
-
     pub fn inflight_mut(&mut self, pid: u16, state: Ack) -> Option<&mut Inflight> {
         self.inflight
             .iter_mut()
