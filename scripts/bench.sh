@@ -17,7 +17,8 @@
 #     integrity counts (summed over the rounds), and saves every RESULT line.
 #
 # Both brokers get the same settings: listener PORT 127.0.0.1, allow_anonymous true,
-# max_inflight_messages 20, max_queued_messages 1000, no persistence, no logging; the rest
+# max_inflight_messages 20, max_queued_messages 1000 (0 for `retained`, below), no
+# persistence, no logging; the rest
 # (set_tcp_nodelay included) at each broker's default, which is what users get. --nodelay sets
 # set_tcp_nodelay true in both.
 #
@@ -30,28 +31,43 @@
 #   fanin1v5   QoS 1 fan-in, MQTT 5
 #   lat1       paced 1,000 msg/s QoS 1, one pair: latency percentiles
 #   idle       hold --idle-clients idle connections: bytes per connection, connect rate
+#   abuse      one QoS 1 subscriber that never reads, flooded with 1,000,000 QoS 0 then 100,000
+#              QoS 1 messages (64 B) by 2 + 2 publishers, while a probe pair on another topic
+#              goes on at 500 msg/s QoS 1: the broker's peak RSS over its idle RSS (midge_bench
+#              states the bound max_queued_messages allows: about 4.5 MB here), and whether every
+#              probe message arrived (and how late)
+#   retained   100,000 retained messages (64 B) on distinct topics: bytes per retained message,
+#              then a new subscriber to all of them: msg/s. This scenario alone runs both brokers
+#              with max_queued_messages 0 (no limit): with 1000, both deliver 1,020 of them to a
+#              new subscriber (queue + in flight) and drop the rest
+#   subs       100 clients x 1,000 subscriptions on distinct topics: bytes per subscription;
+#              then QoS 0 messages each matching one subscription, with 100,000 and with 1,000
+#              subscriptions: msg/s and broker CPU per million at both, and their ratio
 #   fanin2v5   (optional) QoS 2 fan-in, MQTT 5
 #   fanout1    (optional) QoS 1 fan-out to 100 subscribers
 #
 # Environment: ROUNDS, DURATION, IDLE_CLIENTS, SCENARIOS, BROKERS, MIDGE_PORT (21883),
-# MOSQ_PORT (21884), BROKER_CPU (0), GEN_CPU (1).
+# MOSQ_PORT (21884), BROKER_CPU (0), GEN_CPU (1), MIDGE_BIN and BENCH_BIN (the binaries to
+# run; default: the release build in CARGO_TARGET_DIR or target/).
 #
-# --quick: 1 round of 1 s per scenario and 1,000 idle clients (a CI smoke run: it fails if
-# a run fails or prints no RESULT line). --strict: also exit 1 if midge lost, duplicated or
-# reordered a QoS 1/2 message, or crashed.
+# --quick: 1 round of 1 s per scenario, 1,000 idle clients, abuse with 100,000 QoS 0 and
+# 10,000 QoS 1 messages, 20,000 retained messages and subscriptions (a CI smoke run: it fails
+# if a run fails or prints no RESULT line). --strict: also exit 1 if midge lost, duplicated or
+# reordered a QoS 1/2 message (the abuse probe included), or crashed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-3}
 IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
-SCENARIOS=${SCENARIOS:-"fanin0 fanout0 pairs0 fanin1 fanin2 fanin1v5 lat1 idle"}
+SCENARIOS=${SCENARIOS:-"fanin0 fanout0 pairs0 fanin1 fanin2 fanin1v5 lat1 idle abuse retained subs"}
 BROKERS=${BROKERS:-"midge mosquitto"}
 MIDGE_PORT=${MIDGE_PORT:-21883}
 MOSQ_PORT=${MOSQ_PORT:-21884}
 BROKER_CPU=${BROKER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 NODELAY=0
+QUICK=0
 STRICT=0
 BUILD=1
 OUT=""
@@ -66,7 +82,7 @@ while [ $# -gt 0 ]; do
     --scenarios) SCENARIOS=$2; shift 2 ;;
     --brokers) BROKERS=$2; shift 2 ;;
     --nodelay) NODELAY=1; shift ;;
-    --quick) ROUNDS=1; DURATION=1; IDLE_CLIENTS=1000; shift ;;
+    --quick) ROUNDS=1; DURATION=1; IDLE_CLIENTS=1000; QUICK=1; shift ;;
     --strict) STRICT=1; shift ;;
     --no-build) BUILD=0; shift ;;
     --out) OUT=$2; shift 2 ;;
@@ -85,8 +101,8 @@ if [ "$BUILD" = 1 ]; then
   cargo build --release --bin midge --bin midge_bench >&2
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-MIDGE=$TARGET_DIR/release/midge
-BENCH=$TARGET_DIR/release/midge_bench
+MIDGE=${MIDGE_BIN:-$TARGET_DIR/release/midge}
+BENCH=${BENCH_BIN:-$TARGET_DIR/release/midge_bench}
 for b in "$MIDGE" "$BENCH"; do
   [ -x "$b" ] || { log "$b is missing: build it (or drop --no-build)"; exit 1; }
 done
@@ -143,19 +159,28 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-common="allow_anonymous true
-max_inflight_messages 20
-max_queued_messages 1000
-persistence false
-log_dest none"
-[ "$NODELAY" = 1 ] && common="$common
-set_tcp_nodelay true"
-printf 'listener %s 127.0.0.1\n%s\n' "$MIDGE_PORT" "$common" >"$WORK/midge.conf"
-printf 'listener %s 127.0.0.1\n%s\n' "$MOSQ_PORT" "$common" >"$WORK/mosquitto.conf"
-chmod 644 "$WORK"/*.conf
+MAX_INFLIGHT=20
+MAX_QUEUED=1000
 chmod 755 "$WORK"
 
 port_of() { if [ "$1" = midge ]; then echo "$MIDGE_PORT"; else echo "$MOSQ_PORT"; fi; }
+
+# write_conf BROKER SCENARIO: the same configuration for both brokers (the retained scenario
+# lifts the queue limit so that a new subscriber can get every retained message).
+write_conf() {
+  local queued=$MAX_QUEUED f=$WORK/$1.conf
+  [ "$2" = retained ] && queued=0
+  {
+    echo "listener $(port_of "$1") 127.0.0.1"
+    echo "allow_anonymous true"
+    echo "max_inflight_messages $MAX_INFLIGHT"
+    echo "max_queued_messages $queued"
+    echo "persistence false"
+    echo "log_dest none"
+    [ "$NODELAY" = 1 ] && echo "set_tcp_nodelay true"
+  } >"$f"
+  chmod 644 "$f"
+}
 
 listening() {
   if command -v ss >/dev/null; then
@@ -165,10 +190,11 @@ listening() {
   fi
 }
 
-# start_broker NAME: sets BROKER_PID and IDLE_RSS_KB.
+# start_broker NAME SCENARIO: sets BROKER_PID and IDLE_RSS_KB.
 start_broker() {
   local name=$1 port
   port=$(port_of "$name")
+  write_conf "$name" "$2"
   if listening "$port"; then
     log "port $port is already in use: set MIDGE_PORT / MOSQ_PORT"
     exit 1
@@ -217,9 +243,30 @@ args_of() {
     fanout1) echo "-s fanout -S 100 -q 1 --size 64 -d $d" ;;
     lat1) echo "-s latency -q 1 -r 1000 --size 64 -d $((d < 5 ? 5 : d))" ;;
     idle) echo "-s connections -c $IDLE_CLIENTS -d 2 --settle 1 --connect-timeout 60" ;;
+    abuse) echo "-s abuse -P 2 --qos0-count $ABUSE_Q0 --qos1-count $ABUSE_Q1 -r 500 --size 64" \
+      "-d $ABUSE_SECS --drain 5 --after $ABUSE_AFTER --max-queued $MAX_QUEUED" \
+      "--max-inflight $MAX_INFLIGHT" ;;
+    retained) echo "-s retained -n $RET_N -q 1 --inflight 100 --size 64 -d 60 --settle 1" ;;
+    subs) echo "-s subs -c 100 --subs $SUBS_N --subs-small 1000 --size 64 -d $d --settle 1" ;;
     *) log "unknown scenario $1"; exit 2 ;;
   esac
 }
+
+# timeout_of SCENARIO: how long midge_bench may take (it bounds itself well within this).
+timeout_of() {
+  case "$1" in
+    abuse) echo $((3 * ABUSE_SECS + 60)) ;;
+    retained) echo 200 ;;
+    subs) echo $((2 * DURATION + 120)) ;;
+    *) echo $((DURATION + 90)) ;;
+  esac
+}
+
+if [ "$QUICK" = 1 ]; then
+  ABUSE_Q0=100000 ABUSE_Q1=10000 ABUSE_SECS=10 ABUSE_AFTER=1 RET_N=20000 SUBS_N=20000
+else
+  ABUSE_Q0=1000000 ABUSE_Q1=100000 ABUSE_SECS=30 ABUSE_AFTER=2 RET_N=100000 SUBS_N=100000
+fi
 
 for sc in $SCENARIOS; do args_of "$sc" >/dev/null; done
 
@@ -230,9 +277,9 @@ FAILED=0
 run_one() { # broker scenario round
   local broker=$1 sc=$2 round=$3 port out rc=0 line crashed=0
   port=$(port_of "$broker")
-  start_broker "$broker"
+  start_broker "$broker" "$sc"
   # shellcheck disable=SC2046
-  out=$(timeout --kill-after=5 $((DURATION + 90)) "${PIN_GEN[@]}" "$BENCH" -p "$port" \
+  out=$(timeout --kill-after=5 "$(timeout_of "$sc")" "${PIN_GEN[@]}" "$BENCH" -p "$port" \
     --pid "$BROKER_PID" --label "$broker" $(args_of "$sc") 2>&1) || rc=$?
   stop_broker || crashed=1
   echo "$out" >>"$OUT/$broker.$sc.$round.txt"
@@ -244,7 +291,7 @@ run_one() { # broker scenario round
     line="RESULT scenario=$sc broker=$broker failed=1"
   fi
   echo "$line key=$sc round=$round idle_rss_kb=$IDLE_RSS_KB crashed=$crashed exit=$rc" >>"$RESULTS"
-  log "$broker $sc round $round: $(echo "$line" | grep -oE '(msgs_per_s|p50_us|p99_us|lost|dup|ooo|bytes_per_conn|connect_per_s)=[^ ]+' | tr '\n' ' ')"
+  log "$broker $sc round $round: $(echo "$line" | grep -oE ' (msgs_per_s|p50_us|p99_us|lost|dup|ooo|bytes_per_conn|connect_per_s|rss_growth_kb|bound_kb|probe_ok|probe_flood_p99_us|bytes_per_retained|received|recv_per_s|bytes_per_sub|large_cpu_s_per_M|small_cpu_s_per_M|cpu_ratio)=[^ ]+' | tr '\n' ' ')"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +368,22 @@ TABLE=$OUT/table.md
   }
   while read -r label key sc; do
     label=${label//IDLE_N/$IDLE_CLIENTS}
+    label=${label//ABUSE_Q0/$ABUSE_Q0}
+    label=${label//ABUSE_Q1/$ABUSE_Q1}
+    label=${label//RET_N/$RET_N}
+    label=${label//SUBS_N/$SUBS_N}
     if has "$sc"; then row "${label//_/ }" "$key" "$sc"; fi
+    if [ "$key" = probe_flood_p99_us ] && has abuse; then
+      cells=()
+      for b in midge mosquitto; do
+        n=$(total failed abuse $b)
+        ok=$(total probe_ok abuse $b)
+        if [ "$n" = - ]; then cells+=("-")
+        elif [ "$ok" = "$(grep -c " broker=$b .* key=abuse " "$RESULTS")" ]; then cells+=("ok")
+        else cells+=("**failed**"); fi
+      done
+      echo "| abuse: every probe message delivered, none lost, no connection closed | ${cells[0]} | ${cells[1]} | - |"
+    fi
   done <<'ROWS'
 QoS_0_fan-in,_4_publishers,_64_B:_msg/s msgs_per_s fanin0
 QoS_0_fan-out,_100_subscribers:_deliveries/s msgs_per_s fanout0
@@ -343,6 +405,21 @@ bytes_per_idle_connection_(IDLE_N_clients) bytes_per_conn idle
 connections_per_second_(64_at_once) connect_per_s idle
 broker_peak_RSS_during_QoS_0_fan-out_(kB) rss_peak_kb fanout0
 broker_peak_RSS_during_QoS_0_pairs_(kB) rss_peak_kb pairs0
+abuse:_broker_peak_RSS_over_idle,_ABUSE_Q0_QoS_0_+_ABUSE_Q1_QoS_1_to_a_subscriber_that_never_reads_(kB) rss_growth_kb abuse
+abuse:_the_bound_its_queue_limits_allow_(kB) bound_kb abuse
+abuse:_probe_latency_p99_during_the_floods_(us) probe_flood_p99_us abuse
+abuse:_probe_latency_p99_after_the_floods_(us) probe_after_p99_us abuse
+bytes_per_retained_message_(RET_N) bytes_per_retained retained
+retained:_RET_N_stored_(QoS_1):_msg/s store_per_s retained
+retained:_a_new_subscriber_gets_all_RET_N:_msg/s recv_per_s retained
+retained:_messages_the_new_subscriber_got received retained
+bytes_per_subscription_(SUBS_N) bytes_per_sub subs
+subscribe:_subscriptions/s subs_per_s subs
+publish_to_1_of_1,000_subscriptions:_msg/s small_msgs_per_s subs
+publish_to_1_of_SUBS_N_subscriptions:_msg/s large_msgs_per_s subs
+CPU_s_per_million_deliveries,_1,000_subscriptions small_cpu_s_per_M subs
+CPU_s_per_million_deliveries,_SUBS_N_subscriptions large_cpu_s_per_M subs
+CPU_per_delivery,_SUBS_N_/_1,000_subscriptions_(1_=_flat) cpu_ratio subs
 ROWS
   m=$(median_all idle_rss_kb midge)
   q=$(median_all idle_rss_kb mosquitto)
@@ -379,7 +456,7 @@ ROWS
 
 if [ "$STRICT" = 1 ]; then
   for sc in $SCENARIOS; do
-    case "$sc" in fanin1|fanin2|fanin1v5|fanin2v5|fanout1|lat1) ;; *) continue ;; esac
+    case "$sc" in fanin1|fanin2|fanin1v5|fanin2v5|fanout1|lat1|abuse) ;; *) continue ;; esac
     for k in lost dup ooo crashed; do
       v=$(total $k "$sc" midge)
       if [ "$v" != "-" ] && [ "$v" != 0 ]; then

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::proto::{self, In, Template};
+use crate::proto::{self, In, Spread, Template};
 use crate::stats::{Histogram, RecvStream, Seen};
 
 /// Bytes of PUBLISH packets a publisher encodes before each write.
@@ -20,6 +20,8 @@ const READ_BUDGET: usize = 4;
 const ACTIVE_RBUF: usize = 256 * 1024;
 /// Read buffer of an idle connection (grown when a packet needs more).
 const IDLE_RBUF: usize = 128;
+/// Topic filters per SUBSCRIBE packet when a connection subscribes to many.
+const SUB_BATCH: usize = 100;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Role {
@@ -29,6 +31,8 @@ pub enum Role {
     Sub(u32),
     /// Connects and holds.
     Idle,
+    /// Connects, subscribes, then never reads its socket again (a slow or stuck consumer).
+    Sink,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -44,10 +48,14 @@ enum State {
 pub enum Route {
     /// Every subscriber receives every stream (fan-in: one subscriber; fan-out: one stream).
     All,
-    /// Subscriber n receives stream n only.
+    /// Subscriber n receives stream n only (a stream with no subscriber n goes nowhere).
     Pairs,
+    /// Every message goes to exactly one subscriber: message `seq` of a stream published on a
+    /// [`Spread`] topic reaches subscriber `(seq % modulo) % cols`.
+    Spread { modulo: u64, cols: u64 },
 }
 
+#[derive(Clone, Debug)]
 pub struct Params {
     pub addr: SocketAddr,
     pub v5: bool,
@@ -61,10 +69,32 @@ pub struct Params {
     pub backlog: u64,
 }
 
+/// What a publisher sends: see [`Engine::add_publisher_spec`].
+pub struct PubSpec<'a> {
+    /// The topic, or with `spread` the prefix of the numbered topics.
+    pub topic: &'a str,
+    pub spread: Option<Spread>,
+    pub stream: u32,
+    pub size: usize,
+    /// Messages to send in all (`u64::MAX`: until the time is up).
+    pub limit: u64,
+    /// Messages per second, 0: as fast as possible.
+    pub rate: f64,
+    pub qos: u8,
+    pub retain: bool,
+    /// A background publisher (a probe) does not keep a run going: the publishing stage
+    /// ends when the other active publishers are done, or at the time limit.
+    pub background: bool,
+}
+
 /// What one publisher is doing.
 struct PubState {
     tpl: Template,
     stream: u32,
+    qos: u8,
+    background: bool,
+    /// Only active publishers send.
+    active: bool,
     next_seq: u64,
     limit: u64,
     window: u32,
@@ -91,7 +121,11 @@ struct Conn {
     hot: bool,
     ping_wait: bool,
     last_tx: Instant,
-    filter: Option<String>,
+    /// Filters still to subscribe to (sent after CONNACK, or by [`Engine::subscribe_more`]).
+    filters: Vec<String>,
+    next_sub_pid: u16,
+    /// SUBACKs still due.
+    subacks_due: u32,
     publisher: Option<Box<PubState>>,
 }
 
@@ -115,6 +149,10 @@ pub struct Counters {
     pub pingresp: u64,
     /// Every PUBLISH received, duplicates included.
     pub received: u64,
+    /// PUBLISH packets received with the RETAIN flag.
+    pub retained: u64,
+    /// Sinks (subscribers that do not read) the broker closed.
+    pub sinks_closed: u64,
     /// Last reason a connection was lost, for the report.
     pub last_error: Option<String>,
 }
@@ -135,12 +173,16 @@ pub struct Engine {
     /// Deliveries of a message to a subscriber meant to get it, the first time.
     pub delivered: u64,
     pub last_delivery: Option<Instant>,
+    /// When a publisher last had a message acknowledged (PUBACK, PUBCOMP).
+    pub last_ack: Option<Instant>,
     base: Instant,
     now: Instant,
     hot: Vec<usize>,
     pending: usize,
     last_progress: Instant,
     shutting_down: bool,
+    /// SUBACKs due on established connections (see [`Engine::subscribe_more`]).
+    subacks_pending: u64,
 }
 
 fn ns_since(base: Instant, t: Instant) -> u64 {
@@ -163,12 +205,14 @@ impl Engine {
             c: Counters::default(),
             delivered: 0,
             last_delivery: None,
+            last_ack: None,
             base: now,
             now,
             hot: Vec::new(),
             pending: 0,
             last_progress: now,
             shutting_down: false,
+            subacks_pending: 0,
         })
     }
 
@@ -200,22 +244,29 @@ impl Engine {
 
     /// Deliveries the subscribers should get for what was published.
     pub fn expected(&self) -> u64 {
-        let per = match self.route {
-            Route::All => self.subs.len() as u64,
-            Route::Pairs => 1,
-        };
-        self.published.iter().sum::<u64>() * per
-    }
-
-    fn expects(&self, sub: usize, stream: usize) -> bool {
         match self.route {
-            Route::All => true,
-            Route::Pairs => sub == stream,
+            Route::All => self.published.iter().sum::<u64>() * self.subs.len() as u64,
+            Route::Pairs => self.published.iter().take(self.subs.len()).sum(),
+            Route::Spread { .. } => self.published.iter().sum(),
         }
     }
 
-    fn open(&mut self, role: Role, client_id: &str, filter: Option<String>) {
-        let sock = match TcpStream::connect(self.p.addr) {
+    /// Whether message `seq` of `stream` is meant for subscriber `sub`.
+    pub(crate) fn expects(&self, sub: usize, stream: usize, seq: u64) -> bool {
+        match self.route {
+            Route::All => true,
+            Route::Pairs => sub == stream,
+            Route::Spread { modulo, cols } => (seq % modulo.max(1)) % cols.max(1) == sub as u64,
+        }
+    }
+
+    fn open(&mut self, role: Role, client_id: &str, filters: Vec<String>) {
+        let sock = if role == Role::Sink {
+            sink_socket(self.p.addr)
+        } else {
+            TcpStream::connect(self.p.addr)
+        };
+        let sock = match sock {
             Ok(s) => s,
             Err(e) => {
                 self.c.connect_failed += 1;
@@ -237,7 +288,7 @@ impl Engine {
             self.c.last_error = Some(format!("register: {e}"));
             return;
         }
-        let active = role != Role::Idle;
+        let active = !matches!(role, Role::Idle | Role::Sink);
         let mut wbuf = Vec::with_capacity(if active { 2 * BATCH } else { 64 });
         proto::connect(&mut wbuf, self.p.v5, client_id, self.p.keep_alive);
         self.conns.push(Conn {
@@ -253,7 +304,9 @@ impl Engine {
             hot: false,
             ping_wait: false,
             last_tx: self.now,
-            filter,
+            filters,
+            next_sub_pid: 1,
+            subacks_due: 0,
             publisher: None,
         });
         self.pending += 1;
@@ -261,10 +314,10 @@ impl Engine {
     }
 
     /// Opens connections `window` at a time until each is ready (or failed), or `deadline`.
-    /// Subscribers (a filter given) subscribe at QoS `qos` before they count as ready.
+    /// Subscribers (filters given) subscribe at QoS `qos` before they count as ready.
     pub fn connect_all(
         &mut self,
-        specs: Vec<(Role, String, Option<String>)>,
+        specs: Vec<(Role, String, Vec<String>)>,
         window: usize,
         deadline: Instant,
     ) -> io::Result<()> {
@@ -272,9 +325,9 @@ impl Engine {
         let mut left = specs.len();
         loop {
             while left > 0 && self.pending < window.max(1) {
-                let (role, id, filter) = specs.next().expect("counted");
+                let (role, id, filters) = specs.next().expect("counted");
                 left -= 1;
-                self.open(role, &id, filter);
+                self.open(role, &id, filters);
             }
             if left == 0 && self.pending == 0 {
                 return Ok(());
@@ -294,16 +347,47 @@ impl Engine {
         }
     }
 
-    /// Sets up publisher stream `stream` on connection `i` (already open).
+    /// Sets up publisher stream `stream` (at the run's QoS) on its connection (already open).
     pub fn add_publisher(&mut self, topic: &str, stream: u32, size: usize, limit: u64, rate: f64) {
-        let Some(i) = self.conns.iter().position(|c| c.role == Role::Pub(stream)) else {
+        self.add_publisher_spec(&PubSpec {
+            topic,
+            spread: None,
+            stream,
+            size,
+            limit,
+            rate,
+            qos: self.p.qos,
+            retain: false,
+            background: false,
+        });
+    }
+
+    /// Sets up a publisher on the connection of role `Pub(spec.stream)` (already open).
+    pub fn add_publisher_spec(&mut self, spec: &PubSpec) {
+        let Some(i) = self
+            .conns
+            .iter()
+            .position(|c| c.role == Role::Pub(spec.stream))
+        else {
             return;
         };
-        let qos = self.p.qos;
+        let (qos, rate, limit, stream) = (spec.qos, spec.rate, spec.limit, spec.stream);
         let receive_max = self.p.window;
-        self.conns[i].publisher = Some(Box::new(PubState {
-            tpl: Template::new(self.p.v5, topic, qos, size, stream),
+        let tpl = Template::build(
+            self.p.v5,
+            spec.topic,
+            spec.spread,
+            qos,
+            spec.size,
             stream,
+            spec.retain,
+        );
+        self.conns[i].publisher = Some(Box::new(PubState {
+            tpl,
+            stream,
+            qos,
+            background: spec.background,
+            active: true,
             next_seq: 0,
             limit,
             window: receive_max.clamp(1, 65_000),
@@ -319,6 +403,77 @@ impl Engine {
             next_due_ns: 0,
         }));
         self.pubs.push(i);
+    }
+
+    fn pub_mut(&mut self, stream: u32) -> Option<&mut PubState> {
+        let i = *self
+            .pubs
+            .iter()
+            .find(|&&i| self.conns[i].role == Role::Pub(stream))?;
+        self.conns[i].publisher.as_deref_mut()
+    }
+
+    /// Lets publisher `stream` send (or not) in the next runs.
+    pub fn set_active(&mut self, stream: u32, active: bool) {
+        if let Some(p) = self.pub_mut(stream) {
+            p.active = active;
+        }
+    }
+
+    /// Messages publisher `stream` has had acknowledged (QoS 1/2) and still has in flight.
+    pub fn pub_acks(&self, stream: u32) -> (u64, u64) {
+        self.pubs
+            .iter()
+            .filter(|&&i| self.conns[i].role == Role::Pub(stream))
+            .filter_map(|&i| self.conns[i].publisher.as_ref())
+            .map(|p| (p.acked, p.inflight as u64))
+            .next()
+            .unwrap_or((0, 0))
+    }
+
+    /// Subscribes established connections to more filters (`SUB_BATCH` per SUBSCRIBE), and
+    /// waits for every SUBACK or `deadline`. Returns the SUBACKs still missing.
+    pub fn subscribe_more(
+        &mut self,
+        more: Vec<(Role, Vec<String>)>,
+        deadline: Instant,
+    ) -> io::Result<u64> {
+        for (role, filters) in more {
+            let Some(i) = self
+                .conns
+                .iter()
+                .position(|c| c.role == role && c.state == State::Ready)
+            else {
+                continue;
+            };
+            self.conns[i].filters = filters;
+            let n = self.send_subscribes(i);
+            self.subacks_pending += n as u64;
+            self.flush(i);
+        }
+        while self.subacks_pending > 0 && Instant::now() < deadline {
+            self.poll_once(Some(Duration::from_millis(20)))?;
+            self.run_hot();
+        }
+        Ok(self.subacks_pending)
+    }
+
+    /// Writes SUBSCRIBE packets for the connection's pending filters; returns how many.
+    fn send_subscribes(&mut self, i: usize) -> u32 {
+        let qos = self.p.qos;
+        let v5 = self.p.v5;
+        let c = &mut self.conns[i];
+        let filters = std::mem::take(&mut c.filters);
+        let mut n = 0;
+        for chunk in filters.chunks(SUB_BATCH) {
+            let pid = c.next_sub_pid;
+            c.next_sub_pid = if pid == u16::MAX { 1 } else { pid + 1 };
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            proto::subscribe(&mut c.wbuf, v5, pid, &refs, qos);
+            n += 1;
+        }
+        c.subacks_due += n;
+        n
     }
 
     /// QoS 1/2 messages a publisher keeps in flight (after the broker's Receive Maximum).
@@ -405,7 +560,8 @@ impl Engine {
     }
 
     fn read(&mut self, i: usize) {
-        if self.conns[i].state == State::Dead {
+        let c = &self.conns[i];
+        if c.state == State::Dead || (c.role == Role::Sink && c.state == State::Ready) {
             return;
         }
         let mut rbuf = std::mem::take(&mut self.conns[i].rbuf);
@@ -468,7 +624,10 @@ impl Engine {
                             err = Some(e);
                             break 'reads;
                         }
-                        if self.conns[i].state == State::Dead {
+                        let c = &self.conns[i];
+                        if c.state == State::Dead
+                            || (c.role == Role::Sink && c.state == State::Ready)
+                        {
                             break 'reads;
                         }
                     }
@@ -525,27 +684,37 @@ impl Engine {
                 if let Some(m) = receive_max {
                     self.p.window = self.p.window.min(m as u32);
                 }
-                let c = &mut self.conns[i];
-                if let Some(f) = c.filter.take() {
-                    proto::subscribe(&mut c.wbuf, self.p.v5, 1, &f, self.p.qos);
-                    c.state = State::WaitSuback;
-                } else {
+                if self.conns[i].filters.is_empty() {
                     self.ready_now(i);
+                } else {
+                    self.send_subscribes(i);
+                    self.conns[i].state = State::WaitSuback;
                 }
             }
             In::Suback { codes, .. } => {
-                if state != State::WaitSuback {
+                let c = &mut self.conns[i];
+                if c.subacks_due == 0 {
                     self.c.protocol_errors += 1;
                     return Ok(());
+                }
+                c.subacks_due -= 1;
+                if state == State::Ready {
+                    self.subacks_pending = self.subacks_pending.saturating_sub(1);
                 }
                 if codes.iter().any(|&c| c >= 0x80) {
                     self.c.suback_failed += 1;
                     return Err(format!("SUBACK refused the subscription ({codes:x?})"));
                 }
-                self.ready_now(i);
+                if state == State::WaitSuback && c.subacks_due == 0 {
+                    self.ready_now(i);
+                }
             }
             In::Publish {
-                qos, pid, payload, ..
+                qos,
+                pid,
+                payload,
+                retain,
+                ..
             } => {
                 let Role::Sub(s) = role else {
                     self.c.protocol_errors += 1;
@@ -553,13 +722,14 @@ impl Engine {
                 };
                 let s = s as usize;
                 self.c.received += 1;
+                self.c.retained += u64::from(retain);
                 match proto::read_stamp(payload) {
                     None => self.c.corrupt += 1,
                     Some(st) => {
                         let stream = st.stream as usize;
                         if stream >= self.published.len() || st.seq >= self.published[stream] {
                             self.c.corrupt += 1;
-                        } else if !self.expects(s, stream) {
+                        } else if !self.expects(s, stream, st.seq) {
                             self.c.unexpected += 1;
                         } else if self.subs[s][stream].record(st.seq) != Seen::Duplicate {
                             self.delivered += 1;
@@ -585,8 +755,12 @@ impl Engine {
                     self.c.protocol_errors += 1;
                     return Ok(());
                 };
+                if p.pids.is_empty() {
+                    self.c.ack_errors += 1;
+                    return Ok(());
+                }
                 let slot = &mut p.pids[pid as usize];
-                let want = match (self.p.qos, kind) {
+                let want = match (p.qos, kind) {
                     (1, proto::PUBACK) | (2, proto::PUBREC) => 1,
                     (2, proto::PUBCOMP) => 2,
                     _ => 0,
@@ -608,6 +782,7 @@ impl Engine {
                     p.inflight -= 1;
                     if !failed {
                         p.acked += 1;
+                        self.last_ack = Some(now);
                     }
                 }
             }
@@ -643,6 +818,18 @@ impl Engine {
         }
         for ev in events.iter() {
             let i = ev.token().0;
+            let c = &self.conns[i];
+            if c.role == Role::Sink
+                && c.state == State::Ready
+                && (ev.is_read_closed() || ev.is_error())
+            {
+                // A sink does not read, so this is the only way it learns it was dropped.
+                if !self.shutting_down {
+                    self.c.sinks_closed += 1;
+                }
+                self.close(i, "the broker closed the sink");
+                continue;
+            }
             if ev.is_writable() || ev.is_write_closed() {
                 self.conns[i].write_blocked = false;
                 self.flush(i);
@@ -666,7 +853,6 @@ impl Engine {
     /// Encodes and writes what publisher connection `i` may send now. Returns whether it could
     /// send more right away (so the loop must not sleep), and its next due time when paced.
     fn produce(&mut self, i: usize, now_ns: u64) -> (bool, Option<u64>) {
-        let qos = self.p.qos;
         for _ in 0..4 {
             let (more, due) = self.can_send(i, now_ns);
             if !more {
@@ -679,6 +865,7 @@ impl Engine {
                 return (false, None);
             };
             let limit = limit.min(p.limit);
+            let qos = p.qos;
             while c.wbuf.len() - c.wpos < BATCH && p.next_seq < limit {
                 if qos > 0 && p.inflight >= p.window {
                     break;
@@ -718,6 +905,8 @@ impl Engine {
         let slowest = match self.route {
             Route::All => self.subs.iter().map(|s| s[stream].reached()).min(),
             Route::Pairs => self.subs.get(stream).map(|s| s[stream].reached()),
+            // Each subscriber gets only some of the messages: follow the furthest one.
+            Route::Spread { .. } => self.subs.iter().map(|s| s[stream].reached()).max(),
         };
         slowest.unwrap_or(0).saturating_add(self.p.backlog)
     }
@@ -727,13 +916,13 @@ impl Engine {
         let Some(p) = c.publisher.as_ref() else {
             return (false, None);
         };
-        if c.state != State::Ready || c.write_blocked || p.next_seq >= p.limit {
+        if c.state != State::Ready || c.write_blocked || !p.active || p.next_seq >= p.limit {
             return (false, None);
         }
         if p.next_seq >= self.backlog_limit(p.stream as usize) {
             return (false, None);
         }
-        if self.p.qos > 0 && p.inflight >= p.window {
+        if p.qos > 0 && p.inflight >= p.window {
             return (false, None);
         }
         if p.interval_ns > 0 && p.next_due_ns > now_ns {
@@ -742,11 +931,21 @@ impl Engine {
         (true, None)
     }
 
+    /// Whether every active foreground publisher has sent all it may (or is gone). With only
+    /// background publishers (or none), never: the time limit ends the stage.
     fn all_published(&self) -> bool {
-        self.pubs.iter().all(|&i| {
+        let mut any = false;
+        let done = self.pubs.iter().all(|&i| {
             let c = &self.conns[i];
-            c.state != State::Ready || c.publisher.as_ref().is_none_or(|p| p.next_seq >= p.limit)
-        })
+            match c.publisher.as_ref() {
+                Some(p) if p.active && !p.background => {
+                    any = true;
+                    c.state != State::Ready || p.next_seq >= p.limit
+                }
+                _ => true,
+            }
+        });
+        any && done
     }
 
     fn complete(&self) -> bool {
@@ -874,14 +1073,61 @@ impl Engine {
         }
     }
 
+    /// Serves the connections until `done` holds, or nothing arrived for `idle`, or `max`
+    /// passed. `tick` runs about every 200 ms. Returns whether `done` held.
+    pub fn wait_until(
+        &mut self,
+        max: Duration,
+        idle: Duration,
+        done: &dyn Fn(&Engine) -> bool,
+        tick: &mut dyn FnMut(),
+    ) -> io::Result<bool> {
+        let start = Instant::now();
+        self.last_progress = start;
+        let mut last_tick = start;
+        let mut last_ka = start;
+        loop {
+            let now = Instant::now();
+            self.now = now;
+            if done(self) {
+                return Ok(true);
+            }
+            if now >= start + max || now.saturating_duration_since(self.last_progress) >= idle {
+                return Ok(false);
+            }
+            if now.duration_since(last_tick) >= Duration::from_millis(200) {
+                last_tick = now;
+                tick();
+            }
+            if now.duration_since(last_ka) >= Duration::from_secs(1) {
+                last_ka = now;
+                self.keepalive();
+            }
+            self.run_hot();
+            let t = if self.hot.is_empty() {
+                Duration::from_millis(20)
+            } else {
+                Duration::ZERO
+            };
+            self.poll_once(Some(t))?;
+        }
+    }
+
     /// Sends PINGREQ on every established connection and counts the PINGRESPs that come back
     /// within `timeout`.
     pub fn ping_all(&mut self, timeout: Duration) -> io::Result<u64> {
+        self.ping(&|_| true, timeout)
+    }
+
+    /// [`Engine::ping_all`] for the connections whose role passes `which` (a sink never
+    /// reads its answer). A PINGRESP also tells that the broker has read everything sent
+    /// before the PINGREQ.
+    pub fn ping(&mut self, which: &dyn Fn(Role) -> bool, timeout: Duration) -> io::Result<u64> {
         let before = self.c.pingresp;
         let mut sent = 0;
         for i in 0..self.conns.len() {
             let c = &mut self.conns[i];
-            if c.state == State::Ready {
+            if c.state == State::Ready && c.role != Role::Sink && which(c.role) {
                 c.ping_wait = true;
                 proto::pingreq(&mut c.wbuf);
                 sent += 1;
@@ -924,4 +1170,17 @@ impl Engine {
             }
         }
     }
+}
+
+/// A connection with a small receive buffer, for a subscriber that will stop reading: the
+/// broker's own queue, not the kernel's buffers, must hold what it cannot send.
+fn sink_socket(addr: SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_recv_buffer_size(4096)?;
+    // Blocking connect on loopback (one connection), then nonblocking like the rest.
+    s.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    s.set_nonblocking(true)?;
+    let std: std::net::TcpStream = s.into();
+    Ok(TcpStream::from_std(std))
 }

@@ -2,8 +2,9 @@
 //! MQTT 3.1.1 / 5.0 broker on the same machine.
 //!
 //! ```text
-//! midge_bench [-s fanin|fanout|pairs|latency|connections] [-p PORT] [-V 3|5] [-q 0|1|2]
-//!             [-d SECS] [-n COUNT] [--pid BROKER_PID] ...      (midge_bench --help for all)
+//! midge_bench [-s fanin|fanout|pairs|latency|connections|abuse|retained|subs] [-p PORT]
+//!             [-V 3|5] [-q 0|1|2] [-d SECS] [-n COUNT] [--pid BROKER_PID] ...
+//!             (midge_bench --help for all)
 //! ```
 //!
 //! Scenarios:
@@ -11,7 +12,14 @@
 //! - `fanout`: one publisher, S subscribers on its topic;
 //! - `pairs`: N publisher -> subscriber pairs, each on its own topic;
 //! - `latency`: one pair, paced (1,000 msg/s QoS 1 unless told otherwise);
-//! - `connections`: open N idle clients, hold them, check they are all still served.
+//! - `connections`: open N idle clients, hold them, check they are all still served;
+//! - `abuse`: a subscriber that never reads, flooded with QoS 0 then QoS 1 messages, while a
+//!   probe pair on another topic must keep working; the broker's peak RSS against a bound
+//!   derived from its queue limits;
+//! - `retained`: N retained messages on distinct topics (bytes per retained message), then a
+//!   new subscriber to all of them (how many arrive, how fast);
+//! - `subs`: many subscriptions on distinct topics (bytes per subscription), and the cost of
+//!   a publish matching one of them, with few and with many subscriptions.
 //!
 //! Every payload starts with its stream, sequence number and send time, so each subscriber
 //! counts lost, duplicated and reordered messages per stream, and latency. With `--pid` the
@@ -44,6 +52,9 @@ enum Scenario {
     Pairs,
     Latency,
     Connections,
+    Abuse,
+    Retained,
+    Subs,
 }
 
 impl Scenario {
@@ -54,6 +65,9 @@ impl Scenario {
             Scenario::Pairs => "pairs",
             Scenario::Latency => "latency",
             Scenario::Connections => "connections",
+            Scenario::Abuse => "abuse",
+            Scenario::Retained => "retained",
+            Scenario::Subs => "subs",
         }
     }
 }
@@ -88,6 +102,14 @@ struct Opts {
     topic: String,
     per_stream: bool,
     check: bool,
+    qos0_count: u64,
+    qos1_count: u64,
+    after: f64,
+    max_queued: u64,
+    max_queued_bytes: u64,
+    max_inflight: u64,
+    subs: usize,
+    subs_small: usize,
 }
 
 fn options() -> getopts::Options {
@@ -95,7 +117,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "s",
         "scenario",
-        "fanin (default), fanout, pairs, latency or connections",
+        "fanin (default), fanout, pairs, latency, connections, abuse, retained or subs",
         "NAME",
     );
     o.optopt("H", "host", "broker host (default 127.0.0.1)", "HOST");
@@ -109,10 +131,15 @@ fn options() -> getopts::Options {
     o.optopt(
         "q",
         "qos",
-        "QoS of publications and subscriptions (default 0; latency: 1)",
+        "QoS of publications and subscriptions (default 0; latency, abuse, retained: 1)",
         "0|1|2",
     );
-    o.optopt("P", "publishers", "fanin: publishers (default 4)", "N");
+    o.optopt(
+        "P",
+        "publishers",
+        "fanin: publishers (default 4); abuse: flooding publishers of each QoS (default 2)",
+        "N",
+    );
     o.optopt("S", "subscribers", "fanout: subscribers (default 100)", "N");
     o.optopt(
         "N",
@@ -123,7 +150,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "c",
         "clients",
-        "connections: idle clients to hold (default 1000)",
+        "connections: idle clients to hold (default 1000); subs: subscribers (default 100)",
         "N",
     );
     o.optopt(
@@ -135,19 +162,22 @@ fn options() -> getopts::Options {
     o.optopt(
         "r",
         "rate",
-        "total messages per second, 0 = as fast as possible (default 0; latency: 1000)",
+        "total messages per second, 0 = as fast as possible (default 0; latency: 1000; \
+         abuse: the probe's rate, 500)",
         "N",
     );
     o.optopt(
         "d",
         "duration",
-        "seconds of publishing (connections: of holding) (default 10; connections: 5)",
+        "seconds of publishing (connections: of holding; abuse: at most, per flood; subs: per \
+         stage) (default 10; connections: 5; abuse: 30; retained: 60)",
         "SECS",
     );
     o.optopt(
         "n",
         "count",
-        "stop after this many messages in total, 0 = no limit (default 0)",
+        "stop after this many messages in total, 0 = no limit (default 0; retained: the \
+         number of retained messages, 100000)",
         "N",
     );
     o.optopt(
@@ -160,8 +190,9 @@ fn options() -> getopts::Options {
         "",
         "backlog",
         "a publisher waits while it is this many messages ahead of the slowest subscriber of \
-         its stream (highest sequence number received), 0 = never (default QoS 0: 1000; \
-         QoS 1/2: 0, the acknowledgements are the flow control)",
+         its stream (highest sequence number received), 0 = never (default QoS 0: 1000, \
+         subs: 10000 ahead of the furthest subscriber; QoS 1/2: 0, the acknowledgements are the flow \
+         control)",
         "N",
     );
     o.optopt(
@@ -219,6 +250,54 @@ fn options() -> getopts::Options {
         "check",
         "exit 3 if messages were duplicated or reordered, or lost at QoS 1/2, or a connection broke",
     );
+    o.optopt(
+        "",
+        "qos0-count",
+        "abuse: QoS 0 messages flooded at the sink (default 1000000)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "qos1-count",
+        "abuse: QoS 1 messages flooded at the sink after the QoS 0 ones (default 100000)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "after",
+        "abuse: seconds the probe goes on after the floods (default 2)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "max-queued",
+        "abuse: the broker's max_queued_messages, for the memory bound (default 1000)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "max-queued-bytes",
+        "abuse: the broker's max_queued_bytes, for the memory bound (default 0: none)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "max-inflight",
+        "abuse: the broker's max_inflight_messages, for the memory bound (default 20)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "subs",
+        "subs: subscriptions in the large stage, a multiple of --clients (default 100000)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "subs-small",
+        "subs: subscriptions in the small stage, a multiple of --clients (default 1000)",
+        "N",
+    );
     o.optflag("h", "help", "print this help");
     o
 }
@@ -247,15 +326,23 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         "pairs" => Scenario::Pairs,
         "latency" => Scenario::Latency,
         "connections" | "conn" => Scenario::Connections,
+        "abuse" => Scenario::Abuse,
+        "retained" | "retain" => Scenario::Retained,
+        "subs" | "subscriptions" => Scenario::Subs,
         s => return Err(format!("unknown scenario '{s}'")),
     };
     let lat = scenario == Scenario::Latency;
+    let abuse = scenario == Scenario::Abuse;
     let v5 = match m.opt_str("mqtt").as_deref().unwrap_or("3") {
         "3" | "4" | "311" | "3.1.1" => false,
         "5" | "5.0" => true,
         v => return Err(format!("--mqtt: '{v}' is not 3 (3.1.1) or 5")),
     };
-    let qos: u8 = num(&m, "qos", if lat { 1 } else { 0 })?;
+    let qos_default = match scenario {
+        Scenario::Latency | Scenario::Abuse | Scenario::Retained => 1,
+        _ => 0,
+    };
+    let qos: u8 = num(&m, "qos", qos_default)?;
     if qos > 2 {
         return Err("--qos must be 0, 1 or 2".into());
     }
@@ -272,10 +359,11 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
     let duration: f64 = num(
         &m,
         "duration",
-        if scenario == Scenario::Connections {
-            5.0
-        } else {
-            10.0
+        match scenario {
+            Scenario::Connections => 5.0,
+            Scenario::Abuse => 30.0,
+            Scenario::Retained => 60.0,
+            _ => 10.0,
         },
     )?;
     if !(duration > 0.0 && duration <= 86_400.0) {
@@ -288,16 +376,48 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         scenario,
         v5,
         qos,
-        publishers: num(&m, "publishers", 4)?,
+        publishers: num(&m, "publishers", if abuse { 2 } else { 4 })?,
         subscribers: num(&m, "subscribers", 100)?,
         pairs: num(&m, "pairs", if lat { 1 } else { 100 })?,
-        clients: num(&m, "clients", 1000)?,
+        clients: num(
+            &m,
+            "clients",
+            if scenario == Scenario::Subs {
+                100
+            } else {
+                1000
+            },
+        )?,
         size,
-        rate: num(&m, "rate", if lat { 1000.0 } else { 0.0 })?,
+        rate: num(
+            &m,
+            "rate",
+            match scenario {
+                Scenario::Latency => 1000.0,
+                Scenario::Abuse => 500.0,
+                _ => 0.0,
+            },
+        )?,
         duration,
-        count: num(&m, "count", 0)?,
+        count: num(
+            &m,
+            "count",
+            if scenario == Scenario::Retained {
+                100_000
+            } else {
+                0
+            },
+        )?,
         inflight: num(&m, "inflight", 20)?,
-        backlog: num(&m, "backlog", if qos == 0 { 1000 } else { 0 })?,
+        backlog: num(
+            &m,
+            "backlog",
+            match (qos, scenario) {
+                (0, Scenario::Subs) => 10_000,
+                (0, _) => 1000,
+                _ => 0,
+            },
+        )?,
         drain: num(&m, "drain", 10.0)?,
         idle: num(&m, "idle-timeout", 1.0)?,
         settle: num(&m, "settle", 1.0)?,
@@ -310,6 +430,14 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         topic: m.opt_str("topic").unwrap_or_else(|| "midge_bench".into()),
         per_stream: m.opt_present("per-stream"),
         check: m.opt_present("check"),
+        qos0_count: num(&m, "qos0-count", 1_000_000)?,
+        qos1_count: num(&m, "qos1-count", 100_000)?,
+        after: num(&m, "after", 2.0)?,
+        max_queued: num(&m, "max-queued", 1000)?,
+        max_queued_bytes: num(&m, "max-queued-bytes", 0)?,
+        max_inflight: num(&m, "max-inflight", 20)?,
+        subs: num(&m, "subs", 100_000)?,
+        subs_small: num(&m, "subs-small", 1000)?,
     };
     let counts = [
         ("publishers", opts.publishers),
@@ -331,6 +459,7 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         ("idle-timeout", opts.idle),
         ("settle", opts.settle),
         ("connect-timeout", opts.connect_timeout),
+        ("after", opts.after),
     ] {
         if !(0.0..=3600.0).contains(&v) {
             return Err(format!("--{name} must be between 0 and 3600 seconds"));
@@ -341,6 +470,42 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
     }
     if opts.topic.is_empty() || opts.topic.contains(['+', '#', '\0']) {
         return Err("--topic must be a plain topic prefix".into());
+    }
+    match scenario {
+        Scenario::Abuse => {
+            if opts.qos0_count + opts.qos1_count == 0 {
+                return Err("abuse: --qos0-count and --qos1-count are both 0".into());
+            }
+            if opts.qos0_count > 1 << 40 || opts.qos1_count > 1 << 40 {
+                return Err("abuse: --qos0-count and --qos1-count must be below 2^40".into());
+            }
+            if opts.qos == 0 {
+                return Err("abuse: the sink and the probe need --qos 1 or 2".into());
+            }
+            if opts.max_queued == 0 && opts.max_queued_bytes == 0 {
+                return Err("abuse: a broker with no queue limit has no memory bound \
+                     (--max-queued or --max-queued-bytes)"
+                    .into());
+            }
+        }
+        Scenario::Retained if opts.count == 0 || opts.count > 100_000_000 => {
+            return Err("retained: --count must be between 1 and 100000000".into());
+        }
+        Scenario::Subs => {
+            let c = opts.clients;
+            if opts.subs_small == 0
+                || opts.subs_small > opts.subs
+                || opts.subs > 10_000_000
+                || opts.subs % c != 0
+                || opts.subs_small % c != 0
+            {
+                return Err(format!(
+                    "subs: --subs-small and --subs must be multiples of --clients ({c}), \
+                     0 < subs-small <= subs <= 10000000"
+                ));
+            }
+        }
+        _ => {}
     }
     Ok(Some(opts))
 }
@@ -403,7 +568,7 @@ fn integrity(e: &Engine, route: Route) -> (Integrity, Vec<StreamLine>) {
     let mut lines = Vec::new();
     for (s, streams) in e.subs.iter().enumerate() {
         for (k, rs) in streams.iter().enumerate() {
-            if route == Route::Pairs && s != k {
+            if (route == Route::Pairs && s != k) || matches!(route, Route::Spread { .. }) {
                 continue;
             }
             let published = e.published[k];
@@ -449,7 +614,8 @@ fn main() -> ExitCode {
                 "{}",
                 options().usage(
                     "midge_bench: MQTT load generator.\n\n\
-                     Usage: midge_bench [-s fanin|fanout|pairs|latency|connections] [options]"
+                     Usage: midge_bench [-s fanin|fanout|pairs|latency|connections|abuse|\
+                     retained|subs] [options]"
                 )
             );
             return ExitCode::SUCCESS;
@@ -490,6 +656,9 @@ fn run(o: &Opts) -> Result<bool, String> {
         Scenario::FanOut => o.subscribers + 1,
         Scenario::Pairs | Scenario::Latency => 2 * o.pairs,
         Scenario::Connections => o.clients,
+        Scenario::Abuse => 2 * o.publishers + 3,
+        Scenario::Retained => 3,
+        Scenario::Subs => o.clients + 1,
     };
     if let Some(limit) = sys::nofile_limit() {
         if (conns as u64).saturating_add(32) > limit {
@@ -509,10 +678,13 @@ fn run(o: &Opts) -> Result<bool, String> {
         window: o.inflight.min(65_000),
         backlog: o.backlog,
     };
-    if o.scenario == Scenario::Connections {
-        return run_connections(o, params, broker.as_ref());
+    match o.scenario {
+        Scenario::Connections => run_connections(o, params, broker.as_ref()),
+        Scenario::Abuse => run_abuse(o, params, broker.as_ref()),
+        Scenario::Retained => run_retained(o, params, broker.as_ref()),
+        Scenario::Subs => run_subs(o, params, broker.as_ref()),
+        _ => run_traffic(o, params, broker.as_ref()),
     }
-    run_traffic(o, params, broker.as_ref())
 }
 
 fn run_connections(o: &Opts, params: Params, broker: Option<&Broker>) -> Result<bool, String> {
@@ -520,7 +692,7 @@ fn run_connections(o: &Opts, params: Params, broker: Option<&Broker>) -> Result<
     let mut e = Engine::new(params, Route::All, 0, 0).map_err(|e| e.to_string())?;
     let before = broker.and_then(Broker::sample);
     let specs = (0..o.clients)
-        .map(|i| (Role::Idle, format!("mb{rid}c{i}"), None))
+        .map(|i| (Role::Idle, format!("mb{rid}c{i}"), Vec::new()))
         .collect();
     let t = Instant::now();
     e.connect_all(
@@ -619,7 +791,7 @@ fn run_traffic(o: &Opts, params: Params, broker: Option<&Broker>) -> Result<bool
             (0..o.pairs).map(|i| format!("{base}/{i}")).collect(),
             Route::Pairs,
         ),
-        Scenario::Connections => unreachable!(),
+        _ => unreachable!("not a traffic scenario"),
     };
     let nsubs = filters.len();
     let mut e = Engine::new(params, route, streams, nsubs).map_err(|e| e.to_string())?;
@@ -628,12 +800,12 @@ fn run_traffic(o: &Opts, params: Params, broker: Option<&Broker>) -> Result<bool
     let sub_specs = filters
         .into_iter()
         .enumerate()
-        .map(|(i, f)| (Role::Sub(i as u32), format!("mb{rid}s{i}"), Some(f)))
+        .map(|(i, f)| (Role::Sub(i as u32), format!("mb{rid}s{i}"), vec![f]))
         .collect();
     e.connect_all(sub_specs, o.connect_window, deadline)
         .map_err(|e| e.to_string())?;
     let pub_specs = (0..streams)
-        .map(|i| (Role::Pub(i as u32), format!("mb{rid}p{i}"), None))
+        .map(|i| (Role::Pub(i as u32), format!("mb{rid}p{i}"), Vec::new()))
         .collect();
     e.connect_all(pub_specs, o.connect_window, deadline)
         .map_err(|e| e.to_string())?;
@@ -890,6 +1062,9 @@ fn run_traffic(o: &Opts, params: Params, broker: Option<&Broker>) -> Result<bool
         && (o.qos == 0 || (integ.lost == 0 && unacked == 0));
     Ok(!o.check || ok)
 }
+
+mod scenarios;
+use scenarios::{run_abuse, run_retained, run_subs};
 
 #[cfg(test)]
 mod tests;

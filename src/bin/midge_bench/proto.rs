@@ -70,15 +70,72 @@ pub fn connect(out: &mut Vec<u8>, v5: bool, client_id: &str, keep_alive: u16) {
     packet(out, 0x10, &b);
 }
 
-pub fn subscribe(out: &mut Vec<u8>, v5: bool, pid: u16, filter: &str, qos: u8) {
-    let mut b = Vec::with_capacity(8 + filter.len());
+/// SUBSCRIBE to every filter in `filters`, all at `qos`.
+pub fn subscribe(out: &mut Vec<u8>, v5: bool, pid: u16, filters: &[&str], qos: u8) {
+    let len: usize = filters.iter().map(|f| f.len() + 3).sum();
+    let mut b = Vec::with_capacity(3 + len);
     b.extend_from_slice(&pid.to_be_bytes());
     if v5 {
         b.push(0);
     }
-    put_bin(&mut b, filter.as_bytes());
-    b.push(qos);
+    for f in filters {
+        put_bin(&mut b, f.as_bytes());
+        b.push(qos);
+    }
     packet(out, 0x82, &b);
+}
+
+/// Decimal digits of `n` (at least 1).
+pub fn digits(mut n: u64) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// Numbered topics `PREFIX/A/B` for many distinct topics from one template: message `seq`
+/// goes to cell `k = seq % modulo`, with `A = k % cols` and `B = k / cols`, each zero-padded
+/// to a fixed width so every packet has the same length and only digits are patched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spread {
+    pub modulo: u64,
+    pub cols: u64,
+    wa: usize,
+    wb: usize,
+}
+
+impl Spread {
+    /// `cols` columns; `max_cells` bounds every `modulo` this spread will be given.
+    pub fn new(cols: u64, max_cells: u64) -> Spread {
+        let cols = cols.max(1);
+        let rows = max_cells.max(1).div_ceil(cols);
+        Spread {
+            modulo: max_cells.max(1),
+            cols,
+            wa: digits(cols - 1),
+            wb: digits(rows - 1),
+        }
+    }
+
+    /// The cell (A, B) of message `seq`.
+    pub fn cell(&self, seq: u64) -> (u64, u64) {
+        let k = seq % self.modulo.max(1);
+        (k % self.cols, k / self.cols)
+    }
+
+    /// The topic of cell (a, b).
+    pub fn topic(&self, prefix: &str, a: u64, b: u64) -> String {
+        format!("{prefix}/{a:0wa$}/{b:0wb$}", wa = self.wa, wb = self.wb)
+    }
+}
+
+fn put_digits(out: &mut [u8], mut v: u64) {
+    for d in out.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// PUBACK, PUBREC, PUBREL or PUBCOMP, success, short form (both versions).
@@ -102,12 +159,33 @@ pub struct Template {
     bytes: Vec<u8>,
     pid_off: Option<usize>,
     stamp_off: usize,
+    /// The numbered topic and where its two numbers are.
+    spread: Option<(Spread, usize, usize)>,
 }
 
 impl Template {
     /// `size` is the payload size, at least `STAMP_LEN`.
+    #[cfg(test)]
     pub fn new(v5: bool, topic: &str, qos: u8, size: usize, stream: u32) -> Template {
+        Template::build(v5, topic, None, qos, size, stream, false)
+    }
+
+    /// With `spread`, `topic` is the prefix of numbered topics (see [`Spread`]); with
+    /// `retain`, the RETAIN flag is set.
+    pub fn build(
+        v5: bool,
+        topic: &str,
+        spread: Option<Spread>,
+        qos: u8,
+        size: usize,
+        stream: u32,
+        retain: bool,
+    ) -> Template {
         let size = size.max(STAMP_LEN);
+        let topic = match spread {
+            Some(sp) => sp.topic(topic, 0, 0),
+            None => topic.to_string(),
+        };
         let mut body = Vec::with_capacity(8 + topic.len() + size);
         put_bin(&mut body, topic.as_bytes());
         let pid_rel = (qos > 0).then(|| {
@@ -123,11 +201,17 @@ impl Template {
         // A recognisable, compressible filler.
         body.extend((0..size - STAMP_LEN).map(|i| b'a' + (i % 26) as u8));
         let mut bytes = Vec::with_capacity(body.len() + 5);
-        packet(&mut bytes, 0x30 | (qos << 1), &body);
+        packet(&mut bytes, 0x30 | (qos << 1) | u8::from(retain), &body);
         let head = bytes.len() - body.len();
+        let spread = spread.map(|sp| {
+            // The topic starts after its 2-byte length and ends with "/A/B".
+            let end = head + 2 + topic.len();
+            (sp, end - sp.wb - 1 - sp.wa, end - sp.wb)
+        });
         Template {
             pid_off: pid_rel.map(|r| head + r),
             stamp_off: head + stamp_rel,
+            spread,
             bytes,
         }
     }
@@ -146,6 +230,11 @@ impl Template {
         let s = self.stamp_off + 4;
         m[s..s + 8].copy_from_slice(&seq.to_le_bytes());
         m[s + 8..s + 16].copy_from_slice(&ts_ns.to_le_bytes());
+        if let Some((sp, a_off, b_off)) = &self.spread {
+            let (a, b) = sp.cell(seq);
+            put_digits(&mut m[*a_off..*a_off + sp.wa], a);
+            put_digits(&mut m[*b_off..*b_off + sp.wb], b);
+        }
     }
 }
 
@@ -191,6 +280,7 @@ pub enum In<'a> {
     Publish {
         qos: u8,
         dup: bool,
+        retain: bool,
         pid: u16,
         topic: &'a [u8],
         payload: &'a [u8],
@@ -286,6 +376,7 @@ pub fn parse(byte1: u8, body: &[u8], v5: bool) -> Result<In<'_>, &'static str> {
             In::Publish {
                 qos,
                 dup: byte1 & 0x08 != 0,
+                retain: byte1 & 0x01 != 0,
                 pid,
                 topic,
                 payload: body.get(i..).ok_or("short PUBLISH")?,

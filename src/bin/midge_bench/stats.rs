@@ -8,6 +8,7 @@ const LINEAR: u64 = 2 * SUB;
 const OCTAVES: u64 = 40;
 
 /// A log-linear histogram of nanosecond values (HdrHistogram's idea, in 35 kB).
+#[derive(Clone)]
 pub struct Histogram {
     counts: Vec<u64>,
     count: u64,
@@ -58,6 +59,17 @@ impl Histogram {
         self.min = self.min.min(v);
         self.max = self.max.max(v);
         self.sum += v as u128;
+    }
+
+    /// Adds every value recorded in `other`.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
     }
 
     pub fn count(&self) -> u64 {

@@ -2,7 +2,7 @@
 //! codec), option checks. No timing and no broker.
 
 use super::*;
-use crate::proto::{In, Template};
+use crate::proto::{In, Spread, Template};
 use crate::stats::{Histogram, RecvStream, Seen};
 use midge::mqtt::{self as m, Packet, Properties, QoS, Status, Version};
 
@@ -78,6 +78,19 @@ fn stream_counts_loss_duplicates_and_reordering() {
         s.record(q);
     }
     assert_eq!((s.lost(7), s.dup, s.ooo), (3, 0, 0));
+}
+
+fn params(addr: SocketAddr, qos: u8, backlog: u64) -> Params {
+    Params {
+        addr,
+        v5: false,
+        qos,
+        nodelay: true,
+        keep_alive: 60,
+        max_packet: 1 << 20,
+        window: 20,
+        backlog,
+    }
 }
 
 #[test]
@@ -192,6 +205,152 @@ fn publish_template_is_valid_mqtt_and_round_trips() {
 }
 
 #[test]
+fn spread_topics_are_fixed_width_and_cover_every_cell_once() {
+    let sp = Spread::new(100, 100_000);
+    assert_eq!(sp.topic("p", 7, 42), "p/07/042");
+    assert_eq!(sp.topic("p", 99, 999), "p/99/999");
+    assert_eq!(sp.cell(0), (0, 0));
+    assert_eq!(sp.cell(101), (1, 1));
+    assert_eq!(sp.cell(100_000 + 5), (5, 0), "cycles over modulo cells");
+    let mut seen = std::collections::HashSet::new();
+    for k in 0..100_000 {
+        assert!(seen.insert(sp.cell(k)));
+    }
+    // One column: a single number, still two levels.
+    let sp = Spread::new(1, 10);
+    assert_eq!(sp.topic("p", 0, 9), "p/0/9");
+    assert_eq!(proto::digits(0), 1);
+    assert_eq!(proto::digits(9), 1);
+    assert_eq!(proto::digits(10), 2);
+    assert_eq!(proto::digits(999_999), 6);
+}
+
+#[test]
+fn spread_template_patches_the_topic_and_sets_retain() {
+    let mut sp = Spread::new(1000, 100_000);
+    for v5 in [false, true] {
+        let v = if v5 { Version::V5 } else { Version::V311 };
+        let t = Template::build(v5, "r/abc", Some(sp), 1, 64, 3, true);
+        for seq in [0u64, 1, 999, 1000, 12_345, 99_999, 100_000] {
+            let mut buf = Vec::new();
+            t.append(&mut buf, 9, seq, 77);
+            assert_eq!(buf.len(), t.len());
+            let Packet::Publish(p) = decode_with_midge(&buf, v) else {
+                panic!("not a PUBLISH")
+            };
+            let (a, b) = sp.cell(seq);
+            assert_eq!(p.topic, sp.topic("r/abc", a, b));
+            assert!(p.retain);
+            assert_eq!(p.pid, Some(9));
+            let (b1, body, _) = proto::frame(&buf).unwrap().unwrap();
+            let In::Publish {
+                retain, payload, ..
+            } = proto::parse(b1, &buf[body..], v5).unwrap()
+            else {
+                panic!()
+            };
+            assert!(retain);
+            assert_eq!(proto::read_stamp(payload).unwrap().seq, seq);
+        }
+    }
+    // A smaller modulo keeps the widths, so the same topics as the filters of the big one.
+    sp.modulo = 10;
+    let t = Template::build(false, "r", Some(sp), 0, 20, 0, false);
+    let mut buf = Vec::new();
+    t.append(&mut buf, 0, 13, 0);
+    let Packet::Publish(p) = decode_with_midge(&buf, Version::V311) else {
+        panic!()
+    };
+    assert_eq!(p.topic, "r/003/00");
+    assert!(!p.retain);
+}
+
+#[test]
+fn spread_route_expects_one_subscriber_per_message() {
+    let mut e = Engine::new(
+        params("127.0.0.1:1".parse().unwrap(), 0, 100),
+        Route::Spread {
+            modulo: 1000,
+            cols: 100,
+        },
+        1,
+        100,
+    )
+    .unwrap();
+    for seq in [0u64, 1, 99, 100, 999, 1000, 123_456] {
+        let want = ((seq % 1000) % 100) as usize;
+        for sub in 0..100 {
+            assert_eq!(e.expects(sub, 0, seq), sub == want, "seq {seq} sub {sub}");
+        }
+    }
+    e.published = vec![500];
+    assert_eq!(
+        e.expected(),
+        500,
+        "each message once, not once per subscriber"
+    );
+    // The backlog follows the furthest subscriber: the others only get some messages.
+    e.subs[3][0].record(103);
+    e.subs[4][0].record(4);
+    assert_eq!(e.backlog_limit(0), 104 + 100);
+}
+
+#[test]
+fn pairs_expect_only_the_streams_that_have_a_subscriber() {
+    let mut e = Engine::new(
+        params("127.0.0.1:1".parse().unwrap(), 1, 0),
+        Route::Pairs,
+        5,
+        1,
+    )
+    .unwrap();
+    e.published = vec![10, 1000, 1000, 7, 7];
+    assert_eq!(
+        e.expected(),
+        10,
+        "streams 1..5 (floods) go to no subscriber"
+    );
+}
+
+#[test]
+fn histograms_merge() {
+    let mut a = Histogram::default();
+    let mut b = Histogram::default();
+    for v in 1..=50 {
+        a.record(v);
+    }
+    for v in 51..=100 {
+        b.record(v * 1000);
+    }
+    a.merge(&b);
+    assert_eq!(a.count(), 100);
+    assert_eq!(a.quantile(0.5), 50);
+    assert_eq!(a.max(), 100_000);
+    let q = a.quantile(0.99) as f64;
+    assert!((q - 99_000.0).abs() / 99_000.0 < 0.02, "{q}");
+    a.merge(&Histogram::default());
+    assert_eq!(a.count(), 100);
+}
+
+#[test]
+fn abuse_bound_follows_the_queue_limits() {
+    use crate::scenarios::abuse_bound_kb;
+    // 1000 queued + 20 in flight, 64 B payloads on a 30-byte topic; 7 connections.
+    let kb = abuse_bound_kb(1000, 0, 20, 64, 30, 7).unwrap();
+    let want = (1020 * (64 + 30 + 512) + 65_536 + 7 * 262_144 + 2_097_152) / 1024 + 1;
+    assert_eq!(kb, want);
+    assert!((4000..5000).contains(&kb), "{kb}");
+    // A byte limit tighter than the count limit lowers the bound; no limit, no bound.
+    let by_bytes = abuse_bound_kb(1000, 6400, 20, 64, 30, 7).unwrap();
+    assert!(by_bytes < kb);
+    assert_eq!(by_bytes, abuse_bound_kb(101, 0, 20, 64, 30, 7).unwrap());
+    assert_eq!(abuse_bound_kb(0, 6400, 20, 64, 30, 7), Some(by_bytes));
+    assert_eq!(abuse_bound_kb(0, 0, 20, 64, 30, 7), None);
+    // More queue, more bound.
+    assert!(abuse_bound_kb(10_000, 0, 20, 64, 30, 7).unwrap() > kb);
+}
+
+#[test]
 fn parses_what_midge_encodes() {
     // A PUBLISH with properties, as an MQTT 5 broker may forward it.
     let props = Properties {
@@ -286,7 +445,7 @@ fn control_packets_are_valid_mqtt() {
         );
         assert!(c.clean_session);
         let mut buf = Vec::new();
-        proto::subscribe(&mut buf, v5, 1, "midge_bench/x/+", 2);
+        proto::subscribe(&mut buf, v5, 1, &["midge_bench/x/+"], 2);
         let Packet::Subscribe { pid, filters, .. } = decode_with_midge(&buf, v) else {
             panic!()
         };
@@ -294,6 +453,18 @@ fn control_packets_are_valid_mqtt() {
             (pid, filters[0].0, filters[0].1.qos),
             (1, "midge_bench/x/+", QoS::ExactlyOnce)
         );
+        // Many filters in one SUBSCRIBE.
+        let fs: Vec<String> = (0..100).map(|i| format!("s/{i:02}/x")).collect();
+        let refs: Vec<&str> = fs.iter().map(String::as_str).collect();
+        let mut buf = Vec::new();
+        proto::subscribe(&mut buf, v5, 65_535, &refs, 1);
+        let Packet::Subscribe { pid, filters, .. } = decode_with_midge(&buf, v) else {
+            panic!()
+        };
+        assert_eq!(pid, 65_535);
+        let got: Vec<&str> = filters.iter().map(|f| f.0).collect();
+        assert_eq!(got, refs);
+        assert!(filters.iter().all(|f| f.1.qos == QoS::AtLeastOnce));
         for kind in [proto::PUBACK, proto::PUBREC, proto::PUBREL, proto::PUBCOMP] {
             let mut buf = Vec::new();
             proto::ack(&mut buf, kind, 300);
@@ -368,6 +539,41 @@ fn options_have_sane_defaults_and_limits() {
     assert!(parse_opts(&a("-d 0")).is_err());
     assert!(parse_opts(&a("--topic a/#")).is_err());
     assert!(parse_opts(&a("-h")).unwrap().is_none());
+    // The scenarios that measure how a broker holds up.
+    let o = parse_opts(&a("-s abuse")).unwrap().unwrap();
+    assert_eq!(o.scenario, Scenario::Abuse);
+    assert_eq!(
+        (o.qos, o.rate, o.publishers, o.duration),
+        (1, 500.0, 2, 30.0)
+    );
+    assert_eq!(
+        (o.qos0_count, o.qos1_count, o.max_queued),
+        (1_000_000, 100_000, 1000)
+    );
+    assert!(
+        parse_opts(&a("-s abuse -q 0")).is_err(),
+        "the probe needs QoS 1"
+    );
+    assert!(parse_opts(&a("-s abuse --qos0-count 0 --qos1-count 0")).is_err());
+    assert!(
+        parse_opts(&a("-s abuse --max-queued 0")).is_err(),
+        "no bound"
+    );
+    assert!(parse_opts(&a("-s abuse --max-queued 0 --max-queued-bytes 100000")).is_ok());
+    let o = parse_opts(&a("-s retained")).unwrap().unwrap();
+    assert_eq!((o.qos, o.count, o.backlog), (1, 100_000, 0));
+    assert!(parse_opts(&a("-s retained -n 0")).is_err());
+    let o = parse_opts(&a("-s subs")).unwrap().unwrap();
+    assert_eq!(
+        (o.clients, o.subs, o.subs_small, o.qos, o.backlog),
+        (100, 100_000, 1000, 0, 10_000)
+    );
+    assert!(
+        parse_opts(&a("-s subs --subs 1050")).is_err(),
+        "not a multiple of 100"
+    );
+    assert!(parse_opts(&a("-s subs --subs-small 2000 --subs 1000")).is_err());
+    assert!(parse_opts(&a("-s subs -c 10 --subs 100 --subs-small 10")).is_ok());
 }
 
 /// A fake broker for one subscriber and one publisher that drops sequence 3, sends 5 twice
@@ -460,12 +666,12 @@ fn engine_counts_what_a_broker_loses_duplicates_and_reorders() {
     let mut e = Engine::new(p, Route::Pairs, 1, 1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     e.connect_all(
-        vec![(Role::Sub(0), "s".into(), Some("t/0".into()))],
+        vec![(Role::Sub(0), "s".into(), vec!["t/0".into()])],
         1,
         deadline,
     )
     .unwrap();
-    e.connect_all(vec![(Role::Pub(0), "p".into(), None)], 1, deadline)
+    e.connect_all(vec![(Role::Pub(0), "p".into(), Vec::new())], 1, deadline)
         .unwrap();
     assert_eq!(e.ready(), 2);
     e.add_publisher("t/0", 0, 32, 20, 0.0);
@@ -484,4 +690,65 @@ fn engine_counts_what_a_broker_loses_duplicates_and_reorders() {
     assert_eq!(e.delivered, 19);
     assert_eq!(e.hist.count(), 19);
     assert_eq!(e.c.received, 20);
+}
+
+/// A fake broker that answers CONNECT and every SUBSCRIBE (one code per filter, decoded with
+/// midge's own decoder) for one client, and reports how many filters it was given.
+fn subscribing_broker() -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 65_536];
+        let mut got = Vec::new();
+        loop {
+            let n = s.read(&mut tmp).unwrap_or(0);
+            if n == 0 {
+                return got;
+            }
+            buf.extend_from_slice(&tmp[..n]);
+            while let Ok(Some((_, _, total))) = proto::frame(&buf) {
+                if total > buf.len() {
+                    break;
+                }
+                let p: Vec<u8> = buf.drain(..total).collect();
+                match decode_with_midge(&p, Version::V311) {
+                    Packet::Connect(_) => s.write_all(&[0x20, 2, 0, 0]).unwrap(),
+                    Packet::Subscribe { pid, filters, .. } => {
+                        let mut out = vec![0x90];
+                        proto::put_varint(&mut out, 2 + filters.len());
+                        out.extend_from_slice(&pid.to_be_bytes());
+                        out.extend(filters.iter().map(|_| 0u8));
+                        s.write_all(&out).unwrap();
+                        got.extend(filters.iter().map(|f| f.0.to_string()));
+                    }
+                    Packet::Disconnect { .. } => return got,
+                    _ => {}
+                }
+            }
+        }
+    });
+    (addr, h)
+}
+
+#[test]
+fn engine_subscribes_to_many_filters_in_batches_and_later_more() {
+    let (addr, broker) = subscribing_broker();
+    let mut e = Engine::new(params(addr, 0, 0), Route::All, 1, 1).unwrap();
+    let first: Vec<String> = (0..250).map(|i| format!("a/{i}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    e.connect_all(vec![(Role::Sub(0), "s".into(), first.clone())], 1, deadline)
+        .unwrap();
+    assert_eq!(e.ready(), 1, "ready only once all 3 SUBACKs came");
+    let more: Vec<String> = (0..150).map(|i| format!("b/{i}")).collect();
+    let missing = e
+        .subscribe_more(vec![(Role::Sub(0), more.clone())], deadline)
+        .unwrap();
+    assert_eq!(missing, 0);
+    assert_eq!((e.c.protocol_errors, e.c.suback_failed), (0, 0));
+    e.disconnect_all();
+    let got = broker.join().unwrap();
+    assert_eq!(got, [first, more].concat());
 }
