@@ -254,7 +254,10 @@ armv7_instructions() {
       m = $2; sub(/ .*/, "", m)
       if (m ~ /\.w$/ ||
           m ~ /^(dmb|dsb|isb|movw|movt|ubfx|sbfx|bfi|bfc|rbit|sdiv|udiv|mls|pli|cbz|cbnz)(eq|ne|cs|cc|hs|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)?$/ ||
-          m ~ /^it[te]*$/ || m ~ /^v(ld|st)[1-4]/ || m ~ /^vdup/ || m ~ /\.[iu](8|16|32|64)$/) {
+          m ~ /^it[te]*$/ || m ~ /^v(ld|st)[1-4]/ || m ~ /^vdup/ ||
+          m ~ /\.(i8|i16|i32|i64|s8|u8|s16|u16|s64|u64|p8|p16)$/ ||    # NEON data types
+          $3 ~ /(^|[ ,{[])q([0-9]|1[0-5])([ ,}\]]|$)/ ||                # NEON q registers
+          (m ~ /^v(mov|cvt)/ && $3 ~ /#/)) {                           # VFPv3 immediates
         if (fn != "__a_barrier_v7" && fn != "__a_cas_v7") { print fn ": " $0; n++ }
       }
     }
