@@ -847,6 +847,8 @@ impl Broker {
             mqtt::Error::Malformed(_) => reason::MALFORMED_PACKET,
             mqtt::Error::Protocol(_) => reason::PROTOCOL_ERROR,
             mqtt::Error::TooLarge { .. } => reason::PACKET_TOO_LARGE,
+            // A second CONNECT is a Protocol Error whatever its version [MQTT-3.1.0-2].
+            mqtt::Error::UnsupportedVersion(_) if connected => reason::PROTOCOL_ERROR,
             mqtt::Error::UnsupportedVersion(_) => reason::UNSUPPORTED_PROTOCOL_VERSION,
         };
         if let mqtt::Error::UnsupportedVersion(level) = e {
@@ -1074,6 +1076,43 @@ impl Broker {
         conn.version = c.version;
         let v5 = c.version == Version::V5;
         let listener = conn.listener as usize;
+        if c.props.authentication_data.is_some() && c.props.authentication_method.is_none() {
+            // MQTT 5 section 3.1.2.11.10.
+            return self.refuse(
+                id,
+                connack::NOT_AUTHORIZED,
+                reason::PROTOCOL_ERROR,
+                "Authentication Data without Authentication Method",
+                now,
+            );
+        }
+        if let Some(w) = &c.will {
+            // [MQTT-3.2.2-12] [MQTT-3.2.2-13]: a will the server could not publish as asked is
+            // refused at CONNECT (MQTT 5 says why; 3.1.1 has no code for it, as in mosquitto).
+            let policy = &self.cfg.listeners[listener];
+            let refusal = if w.qos > policy.max_qos {
+                Some((
+                    reason::QOS_NOT_SUPPORTED,
+                    "will QoS over max_qos [MQTT-3.2.2-12]",
+                ))
+            } else if w.retain && !self.cfg.retain_available {
+                Some((
+                    reason::RETAIN_NOT_SUPPORTED,
+                    "retained will while retain_available is false [MQTT-3.2.2-13]",
+                ))
+            } else {
+                None
+            };
+            if let Some((code5, why)) = refusal {
+                info!("Client <unknown> disconnected: {why}.");
+                if v5 {
+                    if let Some(out) = self.out(id) {
+                        mqtt::encode_connack_v5(out, false, code5, &Properties::default());
+                    }
+                }
+                return self.close(id, Close::Refused, now);
+            }
+        }
         if c.props.authentication_method.is_some() {
             // Enhanced authentication is not offered.
             return self.refuse(
@@ -1344,6 +1383,14 @@ impl Broker {
                 id,
                 reason::QOS_NOT_SUPPORTED,
                 &format!("PUBLISH at QoS {} over max_qos", p.qos.as_u8()),
+                now,
+            );
+        }
+        if !p.props.subscription_identifiers.is_empty() {
+            return self.protocol_error(
+                id,
+                reason::PROTOCOL_ERROR,
+                "[MQTT-3.3.4-6] PUBLISH from a client with a Subscription Identifier",
                 now,
             );
         }

@@ -420,8 +420,11 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
                         "[MQTT-3.8.3-4] [MQTT-3.8.3-5] SUBSCRIBE options reserved bits set",
                     ));
                 }
-                let qos = QoS::from_u8(opts & 3)
-                    .ok_or(Error::Malformed("[MQTT-3.8.3-4] SUBSCRIBE requested QoS 3"))?;
+                // 3.1.1 calls it malformed [MQTT-3.8.3-4], 5.0 a Protocol Error (3.8.3.1):
+                // both close the connection, and 5.0 says which with DISCONNECT 0x82.
+                let qos = QoS::from_u8(opts & 3).ok_or(Error::Protocol(
+                    "[MQTT-3.8.3-4] SUBSCRIBE Maximum QoS 3 (a Protocol Error in 5.0, 3.8.3.1)",
+                ))?;
                 let retain_handling = (opts >> 4) & 3;
                 if retain_handling == 3 {
                     return Err(Error::Protocol("SUBSCRIBE retain handling 3"));
