@@ -433,7 +433,8 @@ impl Slot {
     }
 
     /// Mirrors an acknowledgement the client sends into its model, as the broker handles it.
-    fn acked(&mut self, kind: u8, pid: u16, reason: u8) {
+    /// Returns whether the model knew the message it acknowledges.
+    fn acked(&mut self, kind: u8, pid: u16, reason: u8) -> bool {
         match (kind, self.outstanding.get(&pid)) {
             (mqtt::PUBACK, Some(Out::Qos1)) => {
                 self.outstanding.remove(&pid);
@@ -448,8 +449,9 @@ impl Slot {
             (mqtt::PUBCOMP, Some(Out::RecSent)) => {
                 self.outstanding.remove(&pid);
             }
-            _ => {}
+            _ => return false,
         }
+        true
     }
 }
 
@@ -685,7 +687,13 @@ impl Harness {
                 let pid = if pid == 0 { s.u16() } else { pid };
                 let reason = if v5 { s.pick(&[0, 0x10, 0x80, 0x92]) } else { 0 };
                 ack(kind, pid, reason, version, &mut bytes);
-                self.slots[i].acked(kind, pid, reason);
+                let unseen = !self.broker.output(IDS[i]).is_empty() || !self.slots[i].rx.is_empty();
+                if !self.slots[i].acked(kind, pid, reason) && unseen {
+                    // A blind acknowledgement may complete a message the broker sent and the
+                    // client has not read yet: from here on the model cannot follow the
+                    // broker's in-flight window (the broker's view is the right one).
+                    self.slots[i].raw = true;
+                }
             }
             7 => {
                 let pid = s.pick(&[1, 2, 3, 0]);

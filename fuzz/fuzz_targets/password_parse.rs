@@ -33,11 +33,23 @@ fuzz_target!(|data: &[u8]| {
     let mut users: Vec<&str> = Vec::new();
     let mut fields: Vec<&str> = Vec::new();
     for line in body.split(|&b| b == b'\n') {
-        if let Ok(line) = std::str::from_utf8(line) {
-            if let Line::Entry { user, rest } = split_line(line) {
-                users.push(user);
-                let field = rest.split(':').next().unwrap_or("").trim();
-                fields.push(field);
+        match std::str::from_utf8(line) {
+            Ok(line) => {
+                if let Line::Entry { user, rest } = split_line(line) {
+                    users.push(user);
+                    let field = rest.split(':').next().unwrap_or("").trim();
+                    fields.push(field);
+                }
+            }
+            Err(_) => {
+                // A line that is not UTF-8 still names its user (what precedes the first ':',
+                // when that is UTF-8), and the warning may quote it: it is the user field,
+                // whatever it looks like, not another line's hash.
+                if let Some(colon) = line.iter().position(|&b| b == b':') {
+                    if let Ok(user) = std::str::from_utf8(&line[..colon]) {
+                        users.push(user);
+                    }
+                }
             }
         }
     }
