@@ -2338,3 +2338,31 @@ fn idle_connection_state_stays_small() {
     );
     assert!(size_of::<super::session::Session>() <= 96);
 }
+
+/// Found by fuzzing (fuzz/regressions/core_sequences): a PUBACK that arrives before the client
+/// can have read the PUBLISH it acknowledges still completes it [MQTT-4.3.2-2] (the broker
+/// only knows what it sent), and the next message goes out within the window.
+#[test]
+fn an_early_puback_completes_the_message_and_the_window_moves_on() {
+    let mut h = H::with(Config {
+        max_inflight_messages: 1,
+        ..Config::default()
+    });
+    h.subscriber(1, "sub", "t", QoS::AtLeastOnce);
+    h.client(2, connect("pub", true, 0));
+    h.send(2, publish("t", b"1", QoS::AtLeastOnce, Some(1)));
+    h.send(2, publish("t", b"2", QoS::AtLeastOnce, Some(2)));
+    assert_eq!(h.b.session_queue("sub"), Some((1, 1)));
+    // Nothing written to the subscriber's socket yet, and its PUBACK for 1 arrives.
+    h.send(1, Packet::puback(1));
+    assert_eq!(h.b.session_queue("sub"), Some((0, 1)));
+    assert_eq!(
+        h.take(1),
+        enc(&[
+            publish("t", b"1", QoS::AtLeastOnce, Some(1)),
+            publish("t", b"2", QoS::AtLeastOnce, Some(2)),
+        ])
+    );
+    h.send(1, Packet::puback(2));
+    assert_eq!(h.b.session_queue("sub"), Some((0, 0)));
+}
