@@ -8,14 +8,12 @@ use std::hash::BuildHasher;
 use slab::Slab;
 
 use super::session::Session;
+use super::table::Table;
 use super::SessionId;
 
-const EMPTY: u32 = u32::MAX;
-
 pub struct IdIndex {
-    /// Slab keys of sessions, `EMPTY` where free; linear probing from the client id's hash.
-    slots: Vec<u32>,
-    len: usize,
+    /// Slab keys of sessions, probed from the client id's hash.
+    table: Table,
     /// Randomly keyed (SipHash), so that clients cannot choose ids that all collide.
     hasher: RandomState,
 }
@@ -23,43 +21,44 @@ pub struct IdIndex {
 impl IdIndex {
     pub fn new() -> IdIndex {
         IdIndex {
-            slots: Vec::new(),
-            len: 0,
+            table: Table::new(),
             hasher: RandomState::new(),
         }
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.len
+        self.table.len()
     }
 
-    fn home(&self, id: &str) -> usize {
-        // `slots.len()` is a power of two whenever this is called.
-        (self.hasher.hash_one(id) as usize) & (self.slots.len() - 1)
+    fn hash(hasher: &RandomState, id: &str) -> u64 {
+        hasher.hash_one(id)
+    }
+
+    /// The hash of indexed session `k`'s client id.
+    fn hash_of<'a>(
+        hasher: &'a RandomState,
+        sessions: &'a Slab<Session>,
+    ) -> impl Fn(u32) -> u64 + 'a {
+        move |k| {
+            sessions
+                .get(k as usize)
+                .map_or(0, |s| Self::hash(hasher, &s.client_id))
+        }
     }
 
     /// The session whose client id is `id`.
     pub fn get(&self, id: &str, sessions: &Slab<Session>) -> Option<SessionId> {
-        if self.len == 0 {
+        if self.table.is_empty() {
             return None;
         }
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(id);
-        loop {
-            match self.slots[i] {
-                EMPTY => return None,
-                k => {
-                    if sessions
-                        .get(k as usize)
-                        .is_some_and(|s| *s.client_id == *id)
-                    {
-                        return Some(k as usize);
-                    }
-                }
-            }
-            i = (i + 1) & mask;
-        }
+        self.table
+            .get(Self::hash(&self.hasher, id), |k| {
+                sessions
+                    .get(k as usize)
+                    .is_some_and(|s| *s.client_id == *id)
+            })
+            .map(|k| k as usize)
     }
 
     /// Adds session `sid`, which is in `sessions` and whose client id is not in the index yet.
@@ -67,70 +66,23 @@ impl IdIndex {
         let Some(s) = sessions.get(sid) else {
             return;
         };
-        // Grow at a load of 3/4.
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
-            self.grow(sessions);
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(&s.client_id);
-        while self.slots[i] != EMPTY {
-            i = (i + 1) & mask;
-        }
-        self.slots[i] = sid as u32;
-        self.len += 1;
-    }
-
-    fn grow(&mut self, sessions: &Slab<Session>) {
-        let old = std::mem::take(&mut self.slots);
-        self.slots = vec![EMPTY; (old.len() * 2).max(16)];
-        let mask = self.slots.len() - 1;
-        for k in old.into_iter().filter(|&k| k != EMPTY) {
-            let Some(s) = sessions.get(k as usize) else {
-                self.len -= 1;
-                continue;
-            };
-            let mut i = self.home(&s.client_id);
-            while self.slots[i] != EMPTY {
-                i = (i + 1) & mask;
-            }
-            self.slots[i] = k;
-        }
+        let Ok(k) = u32::try_from(sid) else {
+            return;
+        };
+        let hash = Self::hash(&self.hasher, &s.client_id);
+        self.table
+            .insert(k, hash, Self::hash_of(&self.hasher, sessions));
     }
 
     /// Removes session `sid`, whose client id is `id` (it may already be gone from `sessions`;
     /// every other indexed session must still be there).
     pub fn remove(&mut self, id: &str, sid: SessionId, sessions: &Slab<Session>) {
-        if self.len == 0 {
+        let Ok(k) = u32::try_from(sid) else {
             return;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(id);
-        loop {
-            match self.slots[i] {
-                EMPTY => return,
-                k if k as usize == sid => break,
-                _ => i = (i + 1) & mask,
-            }
-        }
-        // Backward-shift deletion: move later members of the probe run into the hole when
-        // their home is not between the hole and where they are.
-        self.slots[i] = EMPTY;
-        self.len -= 1;
-        let mut hole = i;
-        let mut j = (i + 1) & mask;
-        while self.slots[j] != EMPTY {
-            let k = self.slots[j];
-            let home = match sessions.get(k as usize) {
-                Some(s) => self.home(&s.client_id),
-                None => j,
-            };
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.slots[hole] = k;
-                self.slots[j] = EMPTY;
-                hole = j;
-            }
-            j = (j + 1) & mask;
-        }
+        };
+        let hash = Self::hash(&self.hasher, id);
+        self.table
+            .remove(k, hash, Self::hash_of(&self.hasher, sessions));
     }
 }
 

@@ -18,6 +18,7 @@ mod retain;
 mod session;
 mod subs;
 mod sys;
+mod table;
 mod trie;
 
 #[cfg(test)]

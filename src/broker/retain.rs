@@ -62,11 +62,10 @@ impl Retained {
     pub fn for_each(&self, mut f: impl FnMut(&Msg)) {
         let mut stack = vec![ROOT];
         while let Some(n) = stack.pop() {
-            let node = self.trie.node(n);
-            if let Some(m) = &node.val {
+            if let Some(m) = &self.trie.node(n).val {
                 f(m);
             }
-            stack.extend(node.children().map(|(_, c)| c));
+            stack.extend(self.trie.children(n));
         }
     }
 
@@ -87,20 +86,18 @@ impl Retained {
                         out.extend(t.node(node).val.iter().cloned());
                     }
                     let mut sub: Vec<usize> = t
-                        .node(node)
-                        .children()
+                        .children(node)
                         // [MQTT-4.7.2-1]
-                        .filter(|(k, _)| !(node == ROOT && k.starts_with('$')))
-                        .map(|(_, c)| c)
+                        .filter(|&c| !(node == ROOT && t.key(c).starts_with(b"$")))
                         .collect();
                     while let Some(n) = sub.pop() {
                         out.extend(t.node(n).val.iter().cloned());
-                        sub.extend(t.node(n).children().map(|(_, c)| c));
+                        sub.extend(t.children(n));
                     }
                 }
                 "+" => {
-                    for (k, c) in t.node(node).children() {
-                        if !(node == ROOT && k.starts_with('$')) {
+                    for c in t.children(node) {
+                        if !(node == ROOT && t.key(c).starts_with(b"$")) {
                             stack.push((c, i + 1));
                         }
                     }

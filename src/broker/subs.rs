@@ -17,9 +17,85 @@ pub struct SubEntry {
     pub share: u32,
 }
 
+/// A `SubEntry` as stored: 16 bytes rather than 24 (session slab keys fit in 32 bits).
+#[derive(Clone, Copy)]
+struct Stored {
+    sid: u32,
+    opts: SubOptions,
+    id: u32,
+    share: u32,
+}
+
+impl Stored {
+    fn entry(self) -> SubEntry {
+        SubEntry {
+            sid: self.sid as SessionId,
+            opts: self.opts,
+            id: self.id,
+            share: self.share,
+        }
+    }
+}
+
+/// The subscriptions to one filter. Most filters have a single subscriber, kept in place
+/// (the whole list is 24 bytes); more go to a vector.
+#[derive(Default)]
+enum List {
+    #[default]
+    Empty,
+    One(Stored),
+    Many(Vec<Stored>),
+}
+
+impl List {
+    fn as_slice(&self) -> &[Stored] {
+        match self {
+            List::Empty => &[],
+            List::One(e) => std::slice::from_ref(e),
+            List::Many(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Stored] {
+        match self {
+            List::Empty => &mut [],
+            List::One(e) => std::slice::from_mut(e),
+            List::Many(v) => v,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, List::Empty)
+    }
+
+    fn push(&mut self, e: Stored) {
+        match self {
+            List::Empty => *self = List::One(e),
+            List::One(a) => *self = List::Many(vec![*a, e]),
+            List::Many(v) => v.push(e),
+        }
+    }
+
+    fn swap_remove(&mut self, i: usize) {
+        match self {
+            List::Empty => {}
+            List::One(_) => *self = List::Empty,
+            List::Many(v) => {
+                v.swap_remove(i);
+                match v.len() {
+                    0 => *self = List::Empty,
+                    1 => *self = List::One(v[0]),
+                    n if n * 4 < v.capacity() => v.shrink_to(n * 2),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Subscriptions {
-    trie: Trie<Vec<SubEntry>>,
+    trie: Trie<List>,
     count: usize,
 }
 
@@ -27,16 +103,24 @@ impl Subscriptions {
     /// Adds or replaces `session`'s subscription to `filter` [MQTT-3.8.4-3]. Returns true when
     /// it replaced one.
     pub fn insert(&mut self, filter: &str, entry: SubEntry) -> bool {
+        let e = Stored {
+            // Session ids are slab keys, far below 2^32.
+            sid: entry.sid as u32,
+            opts: entry.opts,
+            id: entry.id,
+            share: entry.share,
+        };
         let n = self.trie.find_or_insert(filter);
         let v = self.trie.val_mut(n);
-        if let Some(e) = v
+        if let Some(old) = v
+            .as_mut_slice()
             .iter_mut()
-            .find(|e| e.sid == entry.sid && e.share == entry.share)
+            .find(|o| o.sid == e.sid && o.share == e.share)
         {
-            *e = entry;
+            *old = e;
             true
         } else {
-            v.push(entry);
+            v.push(e);
             self.count += 1;
             false
         }
@@ -49,7 +133,11 @@ impl Subscriptions {
             return false;
         };
         let v = self.trie.val_mut(n);
-        let Some(i) = v.iter().position(|e| e.sid == session && e.share == share) else {
+        let Some(i) = v
+            .as_slice()
+            .iter()
+            .position(|e| e.sid as SessionId == session && e.share == share)
+        else {
             return false;
         };
         v.swap_remove(i);
@@ -59,11 +147,15 @@ impl Subscriptions {
     }
 
     /// The subscriptions to exactly `filter`.
-    pub fn entries(&self, filter: &str) -> &[SubEntry] {
+    pub fn entries(&self, filter: &str) -> Vec<SubEntry> {
         match self.trie.find(filter) {
-            Some(n) => &self.trie.node(n).val,
-            None => &[],
+            Some(n) => self.entries_at(n).collect(),
+            None => Vec::new(),
         }
+    }
+
+    fn entries_at(&self, n: usize) -> impl Iterator<Item = SubEntry> + '_ {
+        self.trie.node(n).val.as_slice().iter().map(|e| e.entry())
     }
 
     /// Number of (filter, session) subscriptions.
@@ -88,10 +180,10 @@ impl Subscriptions {
         while let Some((node, pos)) = stack.pop() {
             let t = &self.trie;
             if pos == usize::MAX {
-                out.extend_from_slice(&t.node(node).val);
+                out.extend(self.entries_at(node));
                 // "a/#" also matches "a" [MQTT-4.7.1-2].
                 if let Some(h) = t.child(node, "#") {
-                    out.extend_from_slice(&t.node(h).val);
+                    out.extend(self.entries_at(h));
                 }
                 continue;
             }
@@ -104,7 +196,7 @@ impl Subscriptions {
             let wild = !(dollar && node == ROOT);
             if wild {
                 if let Some(h) = t.child(node, "#") {
-                    out.extend_from_slice(&t.node(h).val);
+                    out.extend(self.entries_at(h));
                 }
                 if let Some(p) = t.child(node, "+") {
                     stack.push((p, next));
@@ -201,6 +293,43 @@ mod tests {
         assert!(s.is_empty());
         assert_eq!(s.trie.len(), 1);
         assert!(m(&s, "a/b").is_empty());
+    }
+
+    #[test]
+    fn one_or_many_subscribers_to_a_filter() {
+        let mut s = Subscriptions::default();
+        let sids = |s: &Subscriptions| {
+            let mut v: Vec<SessionId> = s.entries("a/b").iter().map(|e| e.sid).collect();
+            v.sort_unstable();
+            v
+        };
+        for sid in 1..=5 {
+            assert!(!s.insert("a/b", e(sid, QoS::AtMostOnce)));
+        }
+        assert!(s.insert("a/b", e(3, QoS::AtLeastOnce)));
+        assert_eq!(sids(&s), vec![1, 2, 3, 4, 5]);
+        assert!(s.entries("a/b").contains(&e(3, QoS::AtLeastOnce)));
+        for (gone, left) in [
+            (2, vec![1, 3, 4, 5]),
+            (5, vec![1, 3, 4]),
+            (1, vec![3, 4]),
+            (4, vec![3]),
+        ] {
+            assert!(s.remove("a/b", gone, 0));
+            assert!(!s.remove("a/b", gone, 0));
+            assert_eq!(sids(&s), left);
+            assert_eq!(m(&s, "a/b").len(), left.len());
+        }
+        assert!(!s.insert("a/b", e(6, QoS::ExactlyOnce)));
+        assert_eq!(
+            m(&s, "a/b"),
+            vec![(3, QoS::AtLeastOnce), (6, QoS::ExactlyOnce)]
+        );
+        assert!(s.remove("a/b", 3, 0));
+        assert!(s.remove("a/b", 6, 0));
+        assert!(s.is_empty());
+        assert_eq!(s.trie.len(), 1);
+        assert!(s.entries("a/b").is_empty());
     }
 
     #[test]

@@ -1,27 +1,47 @@
 //! A topic-level trie kept in an arena, so that walking, inserting and pruning are loops, never
 //! recursion: a filter of 65,535 one-character levels cannot overflow the stack.
+//!
+//! A node costs 40 bytes plus its value: its level's name (up to 19 bytes in place, longer ones
+//! in a side slab), its parent, and its children as a table of node ids (4 bytes a slot, nothing
+//! when it has none) hashed by the children's names, which are stored only in the children.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 
 use slab::Slab;
 
+use super::table::Table;
+
 pub const ROOT: usize = 0;
 
-pub struct Node<V> {
-    parent: usize,
-    key: Box<str>,
-    children: HashMap<Box<str>, usize>,
-    pub val: V,
+/// Longest level name kept in the node itself (it fills what alignment would leave unused).
+const INLINE: usize = 19;
+/// `Key::len` of a name kept in `Trie::long`; `Key::bytes[..4]` is its index there.
+const LONG: u8 = u8::MAX;
+
+/// A level's name: in place when it is short, else an index into `Trie::long`.
+#[derive(Clone, Copy)]
+struct Key {
+    len: u8,
+    bytes: [u8; INLINE],
 }
 
-impl<V> Node<V> {
-    pub fn children(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.children.iter().map(|(k, &v)| (&**k, v))
-    }
+pub struct Node<V> {
+    children: Table,
+    parent: u32,
+    key: Key,
+    pub val: V,
 }
 
 pub struct Trie<V> {
     nodes: Slab<Node<V>>,
+    /// Level names longer than `INLINE` bytes.
+    long: Slab<Box<[u8]>>,
+    /// Randomly keyed (SipHash), so that clients cannot choose levels that all collide.
+    hasher: RandomState,
+    /// The hashes of the wildcard levels, looked up at every level of every match.
+    hash_plus: u64,
+    hash_hash: u64,
 }
 
 impl<V: Default> Default for Trie<V> {
@@ -30,16 +50,41 @@ impl<V: Default> Default for Trie<V> {
     }
 }
 
+/// The hash children are placed by.
+fn hash(hasher: &RandomState, level: &[u8]) -> u64 {
+    hasher.hash_one(level)
+}
+
+fn name<'a>(long: &'a Slab<Box<[u8]>>, key: &'a Key) -> &'a [u8] {
+    if key.len == LONG {
+        let b = &key.bytes;
+        let i = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        long.get(i).map_or(&[], |k| &k[..])
+    } else {
+        &key.bytes[..key.len as usize]
+    }
+}
+
 impl<V: Default> Trie<V> {
     pub fn new() -> Self {
         let mut nodes = Slab::new();
         nodes.insert(Node {
-            parent: ROOT,
-            key: "".into(),
-            children: HashMap::new(),
+            children: Table::new(),
+            parent: ROOT as u32,
+            key: Key {
+                len: 0,
+                bytes: [0; INLINE],
+            },
             val: V::default(),
         });
-        Trie { nodes }
+        let hasher = RandomState::new();
+        Trie {
+            nodes,
+            long: Slab::new(),
+            hash_plus: hash(&hasher, b"+"),
+            hash_hash: hash(&hasher, b"#"),
+            hasher,
+        }
     }
 
     pub fn node(&self, id: usize) -> &Node<V> {
@@ -50,8 +95,35 @@ impl<V: Default> Trie<V> {
         &mut self.nodes[id].val
     }
 
-    pub fn child(&self, id: usize, key: &str) -> Option<usize> {
-        self.nodes[id].children.get(key).copied()
+    /// The name of node `id`'s level.
+    pub fn key(&self, id: usize) -> &[u8] {
+        name(&self.long, &self.nodes[id].key)
+    }
+
+    /// Node `id`'s children, in no particular order.
+    pub fn children(&self, id: usize) -> impl Iterator<Item = usize> + '_ {
+        self.nodes[id].children.iter().map(|c| c as usize)
+    }
+
+    fn hash(&self, level: &[u8]) -> u64 {
+        match level {
+            b"+" => self.hash_plus,
+            b"#" => self.hash_hash,
+            _ => hash(&self.hasher, level),
+        }
+    }
+
+    pub fn child(&self, id: usize, level: &str) -> Option<usize> {
+        let table = &self.nodes[id].children;
+        if table.is_empty() {
+            return None;
+        }
+        let level = level.as_bytes();
+        table
+            .get(self.hash(level), |c| {
+                name(&self.long, &self.nodes[c as usize].key) == level
+            })
+            .map(|c| c as usize)
     }
 
     /// The node for `path` (split on '/'), if it exists.
@@ -69,19 +141,38 @@ impl<V: Default> Trie<V> {
         for level in path.split('/') {
             n = match self.child(n, level) {
                 Some(c) => c,
-                None => {
-                    let c = self.nodes.insert(Node {
-                        parent: n,
-                        key: level.into(),
-                        children: HashMap::new(),
-                        val: V::default(),
-                    });
-                    self.nodes[n].children.insert(level.into(), c);
-                    c
-                }
+                None => self.add_child(n, level.as_bytes()),
             };
         }
         n
+    }
+
+    fn add_child(&mut self, parent: usize, level: &[u8]) -> usize {
+        let mut key = Key {
+            len: level.len() as u8,
+            bytes: [0; INLINE],
+        };
+        if level.len() <= INLINE {
+            key.bytes[..level.len()].copy_from_slice(level);
+        } else {
+            let i = self.long.insert(level.into()) as u32;
+            key.len = LONG;
+            key.bytes[..4].copy_from_slice(&i.to_le_bytes());
+        }
+        let c = self.nodes.insert(Node {
+            children: Table::new(),
+            parent: parent as u32,
+            key,
+            val: V::default(),
+        });
+        let h = self.hash(level);
+        // The parent's table is taken out while it may rehash its other children's names.
+        let mut table = std::mem::take(&mut self.nodes[parent].children);
+        table.insert(c as u32, h, |k| {
+            hash(&self.hasher, name(&self.long, &self.nodes[k as usize].key))
+        });
+        self.nodes[parent].children = table;
+        c
     }
 
     /// Removes `id` and its ancestors while they hold no children and an empty value.
@@ -92,8 +183,19 @@ impl<V: Default> Trie<V> {
                 return;
             }
             let node = self.nodes.remove(id);
-            self.nodes[node.parent].children.remove(&node.key);
-            id = node.parent;
+            let parent = node.parent as usize;
+            let h = hash(&self.hasher, name(&self.long, &node.key));
+            if node.key.len == LONG {
+                let b = &node.key.bytes;
+                self.long
+                    .try_remove(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            }
+            let mut table = std::mem::take(&mut self.nodes[parent].children);
+            table.remove(id as u32, h, |k| {
+                hash(&self.hasher, name(&self.long, &self.nodes[k as usize].key))
+            });
+            self.nodes[parent].children = table;
+            id = parent;
         }
     }
 
@@ -125,6 +227,69 @@ mod tests {
         t.prune(a, |v| *v == 0);
         assert_eq!(t.len(), 1);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn short_long_and_wildcard_names() {
+        let mut t: Trie<u32> = Trie::new();
+        let names: Vec<String> = (0..40)
+            .map(|n| "x".repeat(n))
+            .chain(["+", "#", "$SYS", "é", "0123456789abcdefgé"].map(String::from))
+            .collect();
+        let ids: Vec<usize> = names
+            .iter()
+            .map(|k| t.find_or_insert(&format!("a/{k}/b")))
+            .collect();
+        for (k, &id) in names.iter().zip(&ids) {
+            *t.val_mut(id) = 1;
+            assert_eq!(t.find(&format!("a/{k}/b")), Some(id), "{k}");
+            let level = t.node(id).parent as usize;
+            assert_eq!(t.key(level), k.as_bytes());
+            assert_eq!(t.child(level, "b"), Some(id));
+        }
+        let a = t.find("a").unwrap();
+        assert_eq!(t.children(a).count(), names.len());
+        assert!(!t.long.is_empty());
+        for &id in &ids {
+            *t.val_mut(id) = 0;
+            t.prune(id, |v| *v == 0);
+        }
+        assert!(t.is_empty());
+        assert!(t.long.is_empty());
+    }
+
+    /// 100,000 children under one node: a quadratic table would take minutes here.
+    #[test]
+    fn wide_levels_stay_cheap() {
+        let mut t: Trie<u32> = Trie::new();
+        let n = 100_000;
+        for i in 0..n {
+            let id = t.find_or_insert(&format!("w/{i}"));
+            *t.val_mut(id) = 1;
+        }
+        let w = t.find("w").unwrap();
+        assert_eq!(t.children(w).count(), n);
+        for i in (0..n).step_by(2) {
+            let id = t.find(&format!("w/{i}")).unwrap();
+            *t.val_mut(id) = 0;
+            t.prune(id, |v| *v == 0);
+        }
+        for i in 0..n {
+            assert_eq!(t.find(&format!("w/{i}")).is_some(), i % 2 == 1, "{i}");
+        }
+        for i in (1..n).step_by(2) {
+            let id = t.find(&format!("w/{i}")).unwrap();
+            *t.val_mut(id) = 0;
+            t.prune(id, |v| *v == 0);
+        }
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn nodes_are_small() {
+        // Children 16, parent 4, name 20; then the value.
+        assert_eq!(std::mem::size_of::<Node<()>>(), 40);
+        assert_eq!(std::mem::size_of::<Node<Option<std::rc::Rc<u8>>>>(), 48);
     }
 
     #[test]
