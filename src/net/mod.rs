@@ -396,6 +396,9 @@ impl Server {
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.read(key);
+                    // Write what this read produced before reading the next client, so that
+                    // subscribers' queues drain between publishers rather than once a turn.
+                    self.flush_dirty();
                 }
                 if event.is_writable() {
                     self.flush(key);
@@ -407,6 +410,7 @@ impl Server {
                     s.queued = false;
                     if !s.closing {
                         self.read(key);
+                        self.flush_dirty();
                     }
                 }
             }
