@@ -195,3 +195,47 @@ fn oversized_packets_are_refused_from_the_header() {
     ok.send(&PINGREQ);
     ok.expect(&PINGRESP);
 }
+
+/// Many retained messages: 20,000 on distinct topics are all stored, a new subscriber to all of
+/// them receives each exactly once with RETAIN set [MQTT-3.3.1-6], and one more topic is still
+/// served at once; the broker's memory for them is measured by `scripts/bench.sh` (`retained`).
+#[test]
+fn many_retained_messages() {
+    let m = Midge::start("allow_anonymous true\nmax_queued_messages 0\n");
+    let mut p = m.client();
+    p.handshake("p", true, 0, false);
+    let n = 20_000u32;
+    let mut all = Vec::new();
+    for i in 0..n {
+        let topic = format!("r/{}/{}", i / 100, i % 100);
+        all.extend_from_slice(&publish(&topic, i.to_string().as_bytes(), 0, true, 0));
+    }
+    p.send(&all);
+    // A round trip after the batch: every PUBLISH before it has been handled.
+    p.send(&PINGREQ);
+    p.expect(&PINGRESP);
+    let mut s = m.client();
+    s.handshake("s", true, 0, false);
+    s.send(&subscribe(1, &[("r/#", 0)]));
+    s.expect(&suback(1, &[0]));
+    let mut seen = vec![false; n as usize];
+    for _ in 0..n {
+        let got = s.recv();
+        // PUBLISH, QoS 0, RETAIN: 0x31.
+        assert_eq!(got[0], 0x31, "{got:02x?}");
+        let body = &got[2..];
+        let body = if got[1] & 0x80 != 0 { &got[3..] } else { body };
+        let tlen = u16::from_be_bytes([body[0], body[1]]) as usize;
+        let topic = std::str::from_utf8(&body[2..2 + tlen]).unwrap();
+        let payload: u32 = std::str::from_utf8(&body[2 + tlen..])
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(topic, format!("r/{}/{}", payload / 100, payload % 100));
+        assert!(!seen[payload as usize], "{topic} twice");
+        seen[payload as usize] = true;
+    }
+    assert!(seen.iter().all(|&x| x));
+    p.send(&publish("r/new", b"x", 0, false, 0));
+    s.expect(&publish("r/new", b"x", 0, false, 0));
+}
