@@ -54,7 +54,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for field in fields {
-        if secret_like(field) && !users.iter().any(|u| u.contains(field)) {
+        // Warnings quote user names escaped (`{:?}`): "\0" followed by a user's letters may
+        // spell another line's field without quoting it.
+        let in_a_user = users
+            .iter()
+            .any(|u| u.contains(field) || format!("{u:?}").contains(field));
+        if secret_like(field) && !in_a_user {
             for w in &warnings {
                 assert!(!w.msg.contains(field), "warning quotes a hash field: {w}");
             }
