@@ -20,7 +20,8 @@ fn max_connections_refuses_extra_clients_promptly() {
     let start = Instant::now();
     let mut extra = m.client();
     extra.expect_closed();
-    assert!(start.elapsed() < Duration::from_secs(2));
+    // Prompt: well inside the patience allowed for "at once" (longer under emulation).
+    assert!(start.elapsed() < patience() / 5);
     m.wait_log("max_connections exceeded").unwrap();
     for c in &mut kept {
         c.send(&PINGREQ);
@@ -146,7 +147,8 @@ fn longest_and_deepest_topics_work() {
     r.send(&subscribe(1, &[("a/+/a/#", 0)]));
     r.expect(&suback(1, &[0]));
     r.expect(&publish(&deep, b"D", 0, true, 0));
-    assert!(start.elapsed() < Duration::from_secs(5));
+    // Linear, not quadratic, in the topic's length and depth (longer under emulation).
+    assert!(start.elapsed() < patience() / 2);
 }
 
 #[test]
@@ -168,11 +170,7 @@ fn many_subscriptions_per_client() {
     p.handshake("p", true, 0, false);
     p.send(&publish("dev/9999/state", b"on", 0, false, 0));
     s.expect(&publish("dev/9999/state", b"on", 0, false, 0));
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < patience(), "{:?}", start.elapsed());
 }
 
 #[test]
