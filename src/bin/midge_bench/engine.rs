@@ -190,6 +190,24 @@ fn ns_since(base: Instant, t: Instant) -> u64 {
 }
 
 impl Engine {
+    /// The caller's 200 ms `tick` and the 1 s keepalive, when due.
+    fn periodic(
+        &mut self,
+        now: Instant,
+        last_tick: &mut Instant,
+        last_ka: &mut Instant,
+        tick: &mut dyn FnMut(),
+    ) {
+        if now.duration_since(*last_tick) >= Duration::from_millis(200) {
+            *last_tick = now;
+            tick();
+        }
+        if now.duration_since(*last_ka) >= Duration::from_secs(1) {
+            *last_ka = now;
+            self.keepalive();
+        }
+    }
+
     pub fn new(p: Params, route: Route, streams: usize, subs: usize) -> io::Result<Engine> {
         let now = Instant::now();
         Ok(Engine {
@@ -1024,14 +1042,7 @@ impl Engine {
                     }
                 }
             }
-            if now.duration_since(last_tick) >= Duration::from_millis(200) {
-                last_tick = now;
-                tick();
-            }
-            if now.duration_since(last_ka) >= Duration::from_secs(1) {
-                last_ka = now;
-                self.keepalive();
-            }
+            self.periodic(now, &mut last_tick, &mut last_ka, tick);
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -1095,14 +1106,7 @@ impl Engine {
             if now >= start + max || now.saturating_duration_since(self.last_progress) >= idle {
                 return Ok(false);
             }
-            if now.duration_since(last_tick) >= Duration::from_millis(200) {
-                last_tick = now;
-                tick();
-            }
-            if now.duration_since(last_ka) >= Duration::from_secs(1) {
-                last_ka = now;
-                self.keepalive();
-            }
+            self.periodic(now, &mut last_tick, &mut last_ka, tick);
             self.run_hot();
             let t = if self.hot.is_empty() {
                 Duration::from_millis(20)

@@ -809,19 +809,7 @@ fn run_traffic(o: &Opts, params: Params, broker: Option<&Broker>) -> Result<bool
         .collect();
     e.connect_all(pub_specs, o.connect_window, deadline)
         .map_err(|e| e.to_string())?;
-    if e.ready() != nsubs + streams {
-        return Err(format!(
-            "only {} of {} connections were established ({} failed, {} refused, {} SUBACK failures{})",
-            e.ready(),
-            nsubs + streams,
-            e.c.connect_failed,
-            e.c.refused,
-            e.c.suback_failed,
-            e.c.last_error
-                .as_ref()
-                .map_or(String::new(), |m| format!("; last: {m}"))
-        ));
-    }
+    established(&e, nsubs + streams)?;
     for i in 0..streams {
         e.add_publisher(
             &format!("{base}/{i}"),
@@ -1068,3 +1056,21 @@ use scenarios::{run_abuse, run_retained, run_subs};
 
 #[cfg(test)]
 mod tests;
+
+/// Fails, saying why, unless `want` connections are established.
+fn established(e: &Engine, want: usize) -> Result<(), String> {
+    if e.ready() == want {
+        return Ok(());
+    }
+    Err(format!(
+        "only {} of {want} connections were established ({} failed, {} refused, {} SUBACK \
+         failures{})",
+        e.ready(),
+        e.c.connect_failed,
+        e.c.refused,
+        e.c.suback_failed,
+        e.c.last_error
+            .as_ref()
+            .map_or(String::new(), |m| format!("; last: {m}"))
+    ))
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::engine::{Engine, Params, PubSpec, Role, Route};
 use crate::proto::Spread;
 use crate::stats::Histogram;
-use crate::{mb, run_id, share, sys, us, Broker, Opts};
+use crate::{established, mb, run_id, share, sys, us, Broker, Opts};
 
 fn io(e: std::io::Error) -> String {
     e.to_string()
@@ -54,20 +54,7 @@ fn connect(
     let deadline = Instant::now() + secs(o.connect_timeout);
     e.connect_all(specs, o.connect_window, deadline)
         .map_err(io)?;
-    if e.ready() != want {
-        return Err(format!(
-            "only {} of {want} connections were established ({} failed, {} refused, {} SUBACK \
-             failures{})",
-            e.ready(),
-            e.c.connect_failed,
-            e.c.refused,
-            e.c.suback_failed,
-            e.c.last_error
-                .as_ref()
-                .map_or(String::new(), |m| format!("; last: {m}"))
-        ));
-    }
-    Ok(())
+    established(e, want)
 }
 
 fn version(o: &Opts) -> (&'static str, u8) {
