@@ -42,7 +42,12 @@ impl Table {
     }
 
     /// The first id in `hash`'s probe run for which `eq` is true.
-    pub fn get(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn get(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.slot_of(hash, eq).map(|i| self.slots[i])
+    }
+
+    /// The slot of the first id in `hash`'s probe run for which `eq` is true.
+    fn slot_of(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<usize> {
         if self.is_empty() {
             return None;
         }
@@ -51,7 +56,7 @@ impl Table {
         loop {
             match self.slots[i] {
                 EMPTY => return None,
-                k if eq(k) => return Some(k),
+                k if eq(k) => return Some(i),
                 _ => i = (i + 1) & mask,
             }
         }
@@ -75,18 +80,10 @@ impl Table {
     /// Removes `id`, whose hash is `hash`; false when it was not there. `hash_of` is only
     /// asked about the ids that remain.
     pub fn remove(&mut self, id: u32, hash: u64, mut hash_of: impl FnMut(u32) -> u64) -> bool {
-        if self.is_empty() {
+        let Some(i) = self.slot_of(hash, |k| k == id) else {
             return false;
-        }
+        };
         let mask = self.cap() - 1;
-        let mut i = hash as usize & mask;
-        loop {
-            match self.slots[i] {
-                EMPTY => return false,
-                k if k == id => break,
-                _ => i = (i + 1) & mask,
-            }
-        }
         let len = self.len() - 1;
         if len == 0 {
             self.slots = Box::default();
