@@ -7,6 +7,51 @@
 //! events has been handled, so no stale event can reach a reused slot. Bytes are read into one
 //! shared buffer and handed to the broker straight from it; only the tail of an incomplete
 //! packet is copied into a per-connection buffer, so an idle connection holds no buffers.
+//!
+//! # Transports
+//!
+//! Between a socket and the broker a connection may have layers: TLS, WebSocket framing, or
+//! both, bottom (next to the socket) first:
+//!
+//! ```text
+//! socket <-> TLS (optional) <-> WebSocket (optional) <-> broker (plain MQTT bytes)
+//! ```
+//!
+//! A layer is a [`Layer`]: sans-IO like the broker, it never touches the socket. A listener's
+//! [`Stack`] says which layers each of its connections gets; [`Server::set_stacks`] replaces
+//! the stacks (SIGHUP), and a connection keeps the layers it was accepted with. A plain TCP
+//! connection has none, and pays for the possibility with nothing: its slab slot holds one
+//! pointer, `Sock::extra`, which is null while it has neither layers nor a kept tail.
+//!
+//! **Read path.** The socket is read into the shared `scratch` buffer. Without layers those
+//! bytes go straight to `Broker::received`. With layers, each layer's [`Layer::decode`] takes
+//! all the bytes from below and appends what they carry to a shared buffer for the layer above
+//! (two buffers used in turn, owned by the server, not the connection); the top layer's output
+//! is plain MQTT and goes to `Broker::received` like a plain socket's bytes. The "kept tail"
+//! logic is the same for both: whatever the broker did not consume (an incomplete packet, or
+//! everything after backpressure paused the connection) is copied into `Extra::kept`, which
+//! always holds *decoded* bytes, and is handed to the broker first next time (`feed_kept`).
+//! Bytes a layer must answer with (TLS handshake records, a WebSocket pong) are queued in that
+//! layer and written by the write path, which the read path runs after decoding.
+//!
+//! **Write path.** `Broker::output` is offered to the top layer's [`Layer::encode`], which
+//! takes as much as its bounded buffer allows and says how much; that count goes to
+//! `Broker::written`, so the broker's queue stays the one place where undelivered messages
+//! wait. Each layer's [`Layer::drain`] then writes its output into the layer below (through
+//! `encode`), the bottom one into the socket. A full socket (`WouldBlock`) leaves bytes in the
+//! layers and asks for `WRITABLE`, exactly as unwritten broker output does without layers; a
+//! full layer takes 0 bytes, which stops the broker's output from moving down (backpressure
+//! goes up the stack to the broker's bounded queues, never into an unbounded buffer).
+//!
+//! **Close.** A `decode` error (a bad TLS record, plaintext MQTT on a TLS listener, a bad
+//! WebSocket frame) is logged and closes the connection as a socket error. When the broker
+//! closes a connection, its last output is encoded, each layer's [`Layer::close`] queues its
+//! goodbye (TLS close_notify, WebSocket close frame), one drain writes what the socket takes,
+//! and the socket is shut down.
+//!
+//! **Timeouts.** The broker times a connection from `Broker::open`, which is called at accept:
+//! a handshake that does not finish in time is closed by the broker's `connect_timeout` like a
+//! client that never sends CONNECT.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, ToSocketAddrs};
@@ -40,16 +85,100 @@ pub type Reload = Box<dyn FnMut() -> Result<Vec<ListenerPolicy>, String>>;
 const READS_PER_TURN: usize = 1;
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Bytes kept between reads: 8 bytes in every connection's slot instead of a `Vec`'s 24, one
-/// more allocation only while a packet is incomplete.
-#[allow(clippy::box_collection)]
-type Kept = Option<Box<Vec<u8>>>;
+/// One layer of a connection's transport (TLS, WebSocket framing). It does no IO: the network
+/// loop moves bytes between it, its neighbours and the socket (see the module docs).
+pub trait Layer {
+    /// Takes every byte of `input`, which came from below (the socket or the layer under this
+    /// one), and appends what they carry for the layer above to `up`. Bytes it must answer
+    /// with are queued for [`Layer::drain`]. An error closes the connection; its message says
+    /// why, for the log.
+    fn decode(&mut self, input: &[u8], up: &mut Vec<u8>) -> Result<(), String>;
+    /// Takes bytes from above to send and returns how many it took: fewer, or 0, when its
+    /// bounded output buffer is full (they are offered again after a drain).
+    fn encode(&mut self, data: &[u8]) -> usize;
+    /// Writes queued output into `down` until none is left (`Ok`), `down` is full
+    /// (`WouldBlock`), or it fails.
+    fn drain(&mut self, down: &mut dyn Write) -> io::Result<()>;
+    /// Whether output is queued.
+    fn pending(&self) -> bool;
+    /// Queues the layer's goodbye (TLS close_notify, WebSocket close frame).
+    fn close(&mut self);
+}
+
+/// Builds a new connection's layers, bottom first.
+pub type NewLayers = std::rc::Rc<dyn Fn() -> Vec<Box<dyn Layer>>>;
+
+/// What a listener puts between its sockets and the broker. The default is plain TCP.
+#[derive(Clone, Default)]
+pub struct Stack {
+    /// `None` (plain TCP) allocates nothing per connection.
+    pub layers: Option<NewLayers>,
+}
+
+/// What a connection has beyond its socket, allocated only while it has something: an
+/// incomplete packet to keep, or layers.
+struct Extra {
+    /// Decoded bytes the broker has not consumed yet: an incomplete packet, or everything after
+    /// a pause. Empty (unallocated) most of the time.
+    kept: Vec<u8>,
+    /// The transport, bottom first; empty for plain TCP.
+    layers: Vec<Box<dyn Layer>>,
+}
+
+/// 8 bytes in every connection's slot instead of a `Vec`'s 24 (and more for the layers):
+/// one more allocation only while a packet is incomplete or the connection has layers.
+type Kept = Option<Box<Extra>>;
+
+/// `Layer::encode` of the layer below, as a `Write` for the layer above's `drain`.
+struct Down<'a>(&'a mut dyn Layer);
+
+impl Write for Down<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.encode(buf) {
+            0 if !buf.is_empty() => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Drains every layer toward the socket: `Ok` once nothing is queued anywhere, `WouldBlock`
+/// when the socket is full.
+fn drain_layers(layers: &mut [Box<dyn Layer>], stream: &mut TcpStream) -> io::Result<()> {
+    let mut rounds = 0;
+    loop {
+        for i in (0..layers.len()).rev() {
+            let (below, this) = layers.split_at_mut(i);
+            let r = match below.last_mut() {
+                Some(b) => this[0].drain(&mut Down(b.as_mut())),
+                None => this[0].drain(stream),
+            };
+            match r {
+                // A layer above a full one waits for the one below to drain.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && i > 0 => {}
+                r => r?,
+            }
+        }
+        if !layers.iter().any(|l| l.pending()) {
+            return Ok(());
+        }
+        // The bottom layer drained (or we would have returned WouldBlock): the ones above
+        // have room again.
+        rounds += 1;
+        if rounds > 64 {
+            // A layer that says it has output but writes none: wait for the socket.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+    }
+}
 
 struct Sock {
     stream: TcpStream,
-    /// The incomplete packet left over from earlier reads (none, unallocated, when none): a
-    /// pointer, not a `Vec`, since an idle connection has none.
-    rbuf: Kept,
+    /// The incomplete packet left over from earlier reads, and the transport's layers (none,
+    /// unallocated, for an idle plain connection).
+    extra: Kept,
     writable: bool,
     /// The broker has closed it; the slot is released after the current batch.
     closing: bool,
@@ -201,13 +330,27 @@ fn peer_string(addr: SocketAddr) -> String {
     }
 }
 
+/// The broker's clock: milliseconds since the server started. A field of its own so that it can
+/// be read while a connection is borrowed.
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> Millis {
+        self.0.elapsed().as_millis() as Millis
+    }
+}
+
 pub struct Server {
     poll: Poll,
     listeners: Vec<Bound>,
     socks: Slab<Sock>,
     broker: Broker,
     scratch: Vec<u8>,
-    start: Instant,
+    /// Decoded bytes between layers (two, used in turn), for connections with layers.
+    up: [Vec<u8>; 2],
+    /// Per listener configuration (`Bound::index`): the layers of its new connections.
+    stacks: Vec<Stack>,
+    clock: Clock,
     /// Connections that still had input when their turn ended.
     ready: Vec<usize>,
     /// Closed connections whose slots are released at the end of the batch.
@@ -243,7 +386,9 @@ impl Server {
             socks: Slab::new(),
             broker,
             scratch: vec![0; READ_CHUNK],
-            start: Instant::now(),
+            up: [Vec::new(), Vec::new()],
+            stacks: Vec::new(),
+            clock: Clock(Instant::now()),
             ready: Vec::new(),
             to_release: Vec::new(),
             dirty: Vec::new(),
@@ -314,6 +459,12 @@ impl Server {
         Ok(())
     }
 
+    /// The transports of the listeners' new connections, by listener configuration index
+    /// (`Bound::index`); a listener without one is plain TCP. Open connections keep theirs.
+    pub fn set_stacks(&mut self, stacks: Vec<Stack>) {
+        self.stacks = stacks;
+    }
+
     /// The broker, for inspection after the loop ends.
     pub fn broker(&self) -> &Broker {
         &self.broker
@@ -343,8 +494,9 @@ impl Server {
         stop
     }
 
+    /// Milliseconds since the server started: the broker's clock.
     fn now(&self) -> Millis {
-        self.start.elapsed().as_millis() as Millis
+        self.clock.now()
     }
 
     /// Runs the event loop until an unrecoverable poll error.
@@ -460,14 +612,24 @@ impl Server {
                     if self.nodelay {
                         let _ = stream.set_nodelay(true);
                     }
+                    let extra = self
+                        .stacks
+                        .get(index)
+                        .and_then(|s| s.layers.as_ref())
+                        .map(|new| {
+                            Box::new(Extra {
+                                kept: Vec::new(),
+                                layers: new(),
+                            })
+                        });
                     self.socks.insert(Sock {
                         stream,
-                        rbuf: None,
+                        extra,
                         writable: false,
                         closing: false,
                         queued: true,
                     });
-                    let now = self.start.elapsed().as_millis() as Millis;
+                    let now = self.now();
                     self.broker.open(key, &peer_string(addr), index, now);
                     // Data may have arrived with the connection; edge-triggered readiness
                     // will not report it again.
@@ -508,19 +670,44 @@ impl Server {
                     return;
                 }
             };
-            let now = self.start.elapsed().as_millis() as Millis;
-            let data = &self.scratch[..n];
-            match &mut sock.rbuf {
-                None => {
+            let now = self.clock.now();
+            let mut data = &self.scratch[..n];
+            if let Some(extra) = sock.extra.as_mut().filter(|e| !e.layers.is_empty()) {
+                // Up through the layers: each one's output is the next one's input.
+                let [a, b] = &mut self.up;
+                let (mut from, mut to) = (a, b);
+                for (i, layer) in extra.layers.iter_mut().enumerate() {
+                    to.clear();
+                    let input = if i == 0 { data } else { &from[..] };
+                    if let Err(why) = layer.decode(input, to) {
+                        let peer = sock.stream.peer_addr().map(peer_string);
+                        let peer = peer.as_deref().unwrap_or("<unknown>");
+                        warn!("Client connection from {peer} closed: {why}.");
+                        self.broker.lost(key, true, now);
+                        self.closed(key);
+                        return;
+                    }
+                    std::mem::swap(&mut from, &mut to);
+                }
+                data = &from[..];
+            }
+            let n = data.len();
+            match &mut sock.extra {
+                Some(extra) if !extra.kept.is_empty() => {
+                    extra.kept.extend_from_slice(data);
+                    feed_kept(&mut self.broker, key, &mut sock.extra, now);
+                }
+                _ if n == 0 => {}
+                extra => {
                     let used = self.broker.received(key, data, now);
                     if used < n {
-                        sock.rbuf = Some(Box::new(data[used..].to_vec()));
+                        keep(extra, &data[used..]);
                     }
                 }
-                Some(kept) => {
-                    kept.extend_from_slice(data);
-                    feed_kept(&mut self.broker, key, &mut sock.rbuf, now);
-                }
+            }
+            if sock.extra.as_ref().is_some_and(|e| !e.layers.is_empty()) {
+                // Handshake records and other answers a layer queued while decoding.
+                self.flush(key);
             }
             if !self.still_reading(key) {
                 return;
@@ -553,9 +740,9 @@ impl Server {
         if sock.closing {
             return;
         }
-        if sock.rbuf.is_some() {
-            let now = self.start.elapsed().as_millis() as Millis;
-            feed_kept(&mut self.broker, key, &mut sock.rbuf, now);
+        if sock.extra.as_ref().is_some_and(|e| !e.kept.is_empty()) {
+            let now = self.clock.now();
+            feed_kept(&mut self.broker, key, &mut sock.extra, now);
             if !self.still_reading(key) {
                 return;
             }
@@ -572,13 +759,38 @@ impl Server {
         let mut pending = false;
         let mut failed = false;
         loop {
-            let out = self.broker.output(key);
-            if out.is_empty() {
-                break;
-            }
-            match sock.stream.write(out) {
+            let layers = match sock.extra.as_mut() {
+                Some(e) if !e.layers.is_empty() => Some(&mut e.layers),
+                _ => None,
+            };
+            let r = match layers {
+                None => {
+                    let out = self.broker.output(key);
+                    if out.is_empty() {
+                        break;
+                    }
+                    sock.stream.write(out)
+                }
+                Some(layers) => match drain_layers(layers, &mut sock.stream) {
+                    Ok(()) => {
+                        let out = self.broker.output(key);
+                        if out.is_empty() {
+                            break;
+                        }
+                        let n = layers.last_mut().map_or(0, |top| top.encode(out));
+                        if n == 0 {
+                            // Drained, yet no room: wait for the socket.
+                            pending = true;
+                            break;
+                        }
+                        Ok(n)
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match r {
                 Ok(n) => {
-                    let now = self.start.elapsed().as_millis() as Millis;
+                    let now = self.clock.now();
                     self.broker.written(key, n, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -655,26 +867,57 @@ impl Server {
         }
         sock.closing = true;
         let out = self.broker.output(key);
-        if !out.is_empty() {
-            let _ = sock.stream.write(out);
+        match sock.extra.as_mut() {
+            Some(e) if !e.layers.is_empty() => {
+                if let Some(top) = e.layers.last_mut() {
+                    top.encode(out);
+                }
+                // Top down, each goodbye written through the layers below before they close.
+                for i in (0..e.layers.len()).rev() {
+                    e.layers[i].close();
+                    let _ = drain_layers(&mut e.layers, &mut sock.stream);
+                }
+            }
+            _ if !out.is_empty() => {
+                let _ = sock.stream.write(out);
+            }
+            _ => {}
         }
         let _ = sock.stream.shutdown(Shutdown::Both);
-        sock.rbuf = None;
+        sock.extra = None;
         self.to_release.push(key);
     }
 }
 
+/// Keeps `tail`, decoded bytes the broker has not consumed, for next time.
+fn keep(extra: &mut Kept, tail: &[u8]) {
+    match extra {
+        Some(e) => e.kept.extend_from_slice(tail),
+        None => {
+            *extra = Some(Box::new(Extra {
+                kept: tail.to_vec(),
+                layers: Vec::new(),
+            }))
+        }
+    }
+}
+
 /// Hands the broker the bytes kept for `key` and keeps what it did not consume (an incomplete
-/// packet, or everything after a pause); the buffer is freed once empty.
-fn feed_kept(broker: &mut Broker, key: usize, rbuf: &mut Kept, now: Millis) {
-    let Some(kept) = rbuf else {
+/// packet, or everything after a pause); the buffer is freed once empty, and the whole `Extra`
+/// when the connection has no layers either.
+fn feed_kept(broker: &mut Broker, key: usize, extra: &mut Kept, now: Millis) {
+    let Some(e) = extra else {
         return;
     };
-    let used = broker.received(key, kept, now);
-    if used >= kept.len() {
-        *rbuf = None;
+    let used = broker.received(key, &e.kept, now);
+    if used >= e.kept.len() {
+        if e.layers.is_empty() {
+            *extra = None;
+        } else {
+            e.kept = Vec::new();
+        }
     } else {
-        kept.drain(..used);
+        e.kept.drain(..used);
     }
 }
 
@@ -684,4 +927,124 @@ fn resident_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain connection's slot stays one socket, one pointer and three flags, as it was
+    /// before transports (when "bytes per idle connection" was measured).
+    #[test]
+    fn an_idle_plain_connection_pays_nothing_for_transports() {
+        #[allow(dead_code, clippy::box_collection)]
+        struct Before {
+            stream: TcpStream,
+            rbuf: Option<Box<Vec<u8>>>,
+            writable: bool,
+            closing: bool,
+            queued: bool,
+        }
+        assert_eq!(std::mem::size_of::<Kept>(), std::mem::size_of::<usize>());
+        assert_eq!(std::mem::size_of::<Sock>(), std::mem::size_of::<Before>());
+    }
+
+    /// A layer that frames each chunk as `len, bytes...` and holds at most `cap` bytes.
+    struct Framing {
+        out: Vec<u8>,
+        cap: usize,
+        closed: bool,
+    }
+
+    impl Layer for Framing {
+        fn decode(&mut self, input: &[u8], up: &mut Vec<u8>) -> Result<(), String> {
+            up.extend(input.iter().map(|b| b ^ 0x55));
+            Ok(())
+        }
+        fn encode(&mut self, data: &[u8]) -> usize {
+            let room = self.cap.saturating_sub(self.out.len() + 1).min(255);
+            let n = data.len().min(room);
+            if n > 0 {
+                self.out.push(n as u8);
+                self.out.extend_from_slice(&data[..n]);
+            }
+            n
+        }
+        fn drain(&mut self, down: &mut dyn Write) -> io::Result<()> {
+            while !self.out.is_empty() {
+                let n = down.write(&self.out)?;
+                self.out.drain(..n);
+            }
+            Ok(())
+        }
+        fn pending(&self) -> bool {
+            !self.out.is_empty()
+        }
+        fn close(&mut self) {
+            if !self.closed {
+                self.closed = true;
+                self.out.push(0);
+            }
+        }
+    }
+
+    /// Bytes go down through two bounded layers into the socket, each layer framing what the
+    /// one above gave it, and a full layer only delays the one above it.
+    #[test]
+    fn layers_drain_down_to_the_socket_through_small_buffers() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut stream = TcpStream::from_std(server);
+        let mut layers: Vec<Box<dyn Layer>> = vec![
+            Box::new(Framing {
+                out: Vec::new(),
+                cap: 8,
+                closed: false,
+            }),
+            Box::new(Framing {
+                out: Vec::new(),
+                cap: 6,
+                closed: false,
+            }),
+        ];
+        let msg = b"0123456789";
+        let mut sent = 0;
+        while sent < msg.len() {
+            drain_layers(&mut layers, &mut stream).unwrap();
+            let n = layers[1].encode(&msg[sent..]);
+            assert!(n > 0);
+            sent += n;
+        }
+        layers[1].close();
+        drain_layers(&mut layers, &mut stream).unwrap();
+        layers[0].close();
+        drain_layers(&mut layers, &mut stream).unwrap();
+        drop(stream);
+        let mut got = Vec::new();
+        let mut client = client;
+        client.read_to_end(&mut got).unwrap();
+        // Unframe twice: the bottom layer's frames carry the top layer's frames.
+        let unframe = |b: &[u8]| {
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                let n = b[i] as usize;
+                out.extend_from_slice(&b[i + 1..i + 1 + n]);
+                i += 1 + n;
+                if n == 0 {
+                    break;
+                }
+            }
+            (out, i)
+        };
+        let (inner, used) = unframe(&got);
+        assert_eq!(used, got.len());
+        let (plain, _) = unframe(&inner);
+        assert_eq!(plain, msg);
+        // Both goodbyes arrived: the top one inside the bottom layer's frames, then the bottom.
+        assert_eq!(inner.last(), Some(&0));
+        assert_eq!(got.last(), Some(&0));
+    }
 }
