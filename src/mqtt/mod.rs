@@ -13,11 +13,13 @@
 mod packet;
 mod primitives;
 pub mod props;
+pub mod reason;
 pub mod topic;
 
 pub use packet::*;
 pub use primitives::{read_remaining_length, write_remaining_length, MAX_REMAINING_LENGTH};
 pub use props::Properties;
+pub use reason::{connack, SUBACK_FAILURE};
 
 use std::fmt;
 

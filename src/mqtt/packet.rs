@@ -24,19 +24,6 @@ pub const PINGRESP: u8 = 13;
 pub const DISCONNECT: u8 = 14;
 pub const AUTH: u8 = 15;
 
-/// CONNACK return codes of MQTT 3.1 / 3.1.1 (section 3.2.2.3).
-pub mod connack {
-    pub const ACCEPTED: u8 = 0;
-    pub const UNACCEPTABLE_PROTOCOL_VERSION: u8 = 1;
-    pub const IDENTIFIER_REJECTED: u8 = 2;
-    pub const SERVER_UNAVAILABLE: u8 = 3;
-    pub const BAD_USERNAME_OR_PASSWORD: u8 = 4;
-    pub const NOT_AUTHORIZED: u8 = 5;
-}
-
-/// SUBACK return code for a refused subscription.
-pub const SUBACK_FAILURE: u8 = 0x80;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Will<'a> {
     pub topic: &'a str,
