@@ -6,10 +6,33 @@ use log::{debug, info};
 
 use super::session::NEVER;
 use super::timers::after_secs;
-use super::{reason, shared, unmounted, Broker, Close, ConnId, Fault, Handled, Millis, SessionId};
+use super::{reason, shared, unmounted, Broker, ConnId, Fault, Handled, Millis, SessionId};
 use super::{State, Version};
 use crate::auth::acl::Access;
 use crate::mqtt::{self, Properties, QoS};
+
+/// Why a connection ends; decides the log line, the MQTT 5 DISCONNECT reason code and whether
+/// the will is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The client sent DISCONNECT: the will is discarded [MQTT-3.1.2-10] (unless MQTT 5
+    /// reason 0x04 asked for it).
+    Disconnect,
+    /// The client closed the socket without DISCONNECT.
+    Eof,
+    /// The socket failed.
+    SocketError,
+    /// Nothing heard for 1.5 × keepalive [MQTT-3.1.2-24], or no CONNECT in time.
+    Timeout,
+    /// The client broke the protocol; the MQTT 5 reason code to send.
+    Protocol(u8),
+    /// Another connection took over the client id [MQTT-3.1.4-2].
+    Takeover,
+    /// CONNECT was refused with a CONNACK return code.
+    Refused,
+    /// The broker is shutting down.
+    Shutdown,
+}
 
 impl Broker {
     /// DISCONNECT from the client: the will is discarded [MQTT-3.1.2-10], unless an MQTT 5

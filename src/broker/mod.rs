@@ -12,6 +12,26 @@
 //! 6. [`Broker::tick`] whenever [`Broker::next_deadline`] has passed.
 //!
 //! Time is milliseconds on a monotonic clock chosen by the caller.
+//!
+//! This file holds the [`Broker`] type, those entry points and the dispatcher
+//! (`Broker::handle`), which hands each packet to its handler and turns a handler's `Fault`
+//! into the close of the connection. Each concern has its own file, a child module with its
+//! own `impl Broker`:
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `connect.rs` | CONNECT: validation, then admission (takeover, session resume, CONNACK) |
+//! | `publish.rs` | incoming PUBLISH, routing to subscriptions, delivery into queues, backpressure |
+//! | `flow.rs` | QoS 1/2 out: in-flight window, `pump`, PUBACK/PUBREC/PUBREL/PUBCOMP |
+//! | `subscribe.rs` | SUBSCRIBE/UNSUBSCRIBE, their SUBACK/UNSUBACK codes, retained on subscribe |
+//! | `shared.rs` | `$share` groups, the member that gets a message, hand-over |
+//! | `lifecycle.rs` | DISCONNECT, close, wills, session expiry and end |
+//! | `timers.rs` | the deadline heaps and where deadlines are armed; keepalive, CONNECT timeout |
+//! | `snapshot.rs` | persistence: snapshot and restore |
+//! | `sys.rs` | `$SYS` topics |
+//! | `conn.rs`, `session.rs` | a connection's and a session's state (QoS 2 state: `session.rs`) |
+//! | `message.rs`, `config.rs` | the message type; the core's settings |
+//! | `subs.rs`, `trie.rs`, `retain.rs`, `table.rs`, `ids.rs` | subscription and retained stores |
 
 mod config;
 mod conn;
@@ -19,6 +39,7 @@ mod connect;
 mod flow;
 mod ids;
 mod lifecycle;
+mod message;
 mod publish;
 mod retain;
 mod session;
@@ -36,15 +57,17 @@ mod tests;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::rc::Rc;
 
 use log::{info, warn};
 use slab::Slab;
 
 use crate::mqtt::props::Properties;
-use crate::mqtt::{self, connack, reason, Packet, QoS, Status, Version};
+use crate::mqtt::{self, connack, reason, Packet, Status, Version};
 pub use config::{Config, ListenerPolicy};
 use conn::{Conn, ConnExtra, State};
+pub use lifecycle::Close;
+use message::{mounted, unmounted};
+pub use message::{Message, Msg, Origin};
 pub use retain::Retained;
 use session::{Ack, Lazy, Session};
 use shared::Share;
@@ -57,50 +80,6 @@ pub type ConnId = usize;
 pub type SessionId = usize;
 /// Milliseconds on the caller's monotonic clock.
 pub type Millis = u64;
-
-/// An application message, stored once and shared by every queue and the retained store.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Message {
-    pub topic: Box<str>,
-    pub payload: Box<[u8]>,
-    /// The QoS it was published with.
-    pub qos: QoS,
-    /// The RETAIN flag it was published with.
-    pub retain: bool,
-    /// Who published it, kept for retained messages while an ACL is in force so that
-    /// `check_retain_source` can ask whether they may still write the topic.
-    pub origin: Option<Box<Origin>>,
-    /// MQTT 5 properties forwarded unchanged (payload format, content type, response topic,
-    /// correlation data, user properties), encoded once.
-    pub props: Box<[u8]>,
-    /// When it expires (MQTT 5 Message Expiry Interval), on the broker's clock.
-    pub expiry: Option<Millis>,
-}
-
-impl Message {
-    /// A message with no MQTT 5 properties.
-    pub fn new(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Message {
-        Message {
-            topic: topic.into(),
-            payload: payload.into(),
-            qos,
-            retain,
-            origin: None,
-            props: Box::default(),
-            expiry: None,
-        }
-    }
-}
-
-/// The publisher of a retained message.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Origin {
-    pub client_id: Box<str>,
-    pub username: Option<Box<str>>,
-    pub listener: usize,
-}
-
-pub type Msg = Rc<Message>;
 
 /// Output queued for one connection beyond which no further queued message is encoded until
 /// the socket has taken some: a subscriber that cannot keep up holds its backlog in its bounded
@@ -115,29 +94,6 @@ const THROTTLE_MAX_MS: Millis = 2_000;
 /// Largest CONNECT a client can need (protocol name, flags and five 65,535-byte fields), and so
 /// the most a connection that has not yet been accepted may make the broker buffer.
 pub const MAX_CONNECT_LEN: usize = 5 + 8 + 4 + 5 * (2 + 65_535);
-
-/// Why a connection ends; decides the log line, the MQTT 5 DISCONNECT reason code and whether
-/// the will is published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Close {
-    /// The client sent DISCONNECT: the will is discarded [MQTT-3.1.2-10] (unless MQTT 5
-    /// reason 0x04 asked for it).
-    Disconnect,
-    /// The client closed the socket without DISCONNECT.
-    Eof,
-    /// The socket failed.
-    SocketError,
-    /// Nothing heard for 1.5 × keepalive [MQTT-3.1.2-24], or no CONNECT in time.
-    Timeout,
-    /// The client broke the protocol; the MQTT 5 reason code to send.
-    Protocol(u8),
-    /// Another connection took over the client id [MQTT-3.1.4-2].
-    Takeover,
-    /// CONNECT was refused with a CONNACK return code.
-    Refused,
-    /// The broker is shutting down.
-    Shutdown,
-}
 
 /// Counters for logs and $SYS.
 #[derive(Debug, Default, Clone)]
@@ -690,19 +646,3 @@ impl Fault {
 
 /// What a packet handler returns: `Err` closes the connection.
 type Handled = Result<(), Fault>;
-
-/// `topic` under a listener's mount point.
-fn mounted<'a>(mount: Option<&str>, topic: &'a str) -> std::borrow::Cow<'a, str> {
-    match mount {
-        Some(m) => format!("{m}{topic}").into(),
-        None => topic.into(),
-    }
-}
-
-/// `topic` as a client of a listener with this mount point sees it.
-fn unmounted<'a>(mount: Option<&str>, topic: &'a str) -> &'a str {
-    match mount {
-        Some(m) => topic.strip_prefix(m).unwrap_or(topic),
-        None => topic,
-    }
-}

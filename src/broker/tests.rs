@@ -1,8 +1,10 @@
 //! The core without sockets: a fake clock, packets in, exact bytes out.
 
+use std::rc::Rc;
+
 use super::*;
 use crate::auth::acl::Acl;
-use crate::mqtt::{Ack, Connect, Properties, Publish, SubOptions, Will};
+use crate::mqtt::{Ack, Connect, Properties, Publish, QoS, SubOptions, Will};
 
 struct H {
     b: Broker,
