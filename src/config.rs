@@ -46,6 +46,10 @@ pub struct Listener {
     pub use_username_as_clientid: bool,
     pub max_qos: QoS,
     pub max_topic_alias: u16,
+    /// `protocol websockets`: MQTT over WebSockets (wss with TLS settings).
+    pub websockets: bool,
+    /// Files served over HTTP on a WebSocket listener.
+    pub http_dir: Option<String>,
     /// Used when `per_listener_settings` is true.
     pub security: Security,
 }
@@ -62,6 +66,8 @@ impl Listener {
             use_username_as_clientid: false,
             max_qos: QoS::ExactlyOnce,
             max_topic_alias: 10,
+            websockets: false,
+            http_dir: None,
             security: Security::default(),
         }
     }
@@ -104,6 +110,11 @@ pub struct Config {
     /// Seconds; `None`: never.
     pub persistent_client_expiration: Option<u64>,
     pub set_tcp_nodelay: bool,
+    /// Bytes of HTTP request head a WebSocket client may send (0: mosquitto's 1024).
+    pub websockets_headers_size: u16,
+    /// libwebsockets log levels in mosquitto (a bit mask: 1 error, 2 warning, 4 notice, 8 info);
+    /// midge logs WebSocket refusals and protocol errors under `log_type websockets` at those.
+    pub websockets_log_level: u32,
     /// Whether a security option has been seen (so `per_listener_settings` can no longer come).
     seen_security: bool,
 }
@@ -134,6 +145,8 @@ impl Default for Config {
             // midge writes whole batches, so Nagle's algorithm only adds delay: on unless the
             // configuration says `set_tcp_nodelay false`.
             set_tcp_nodelay: true,
+            websockets_headers_size: 0,
+            websockets_log_level: 3,
             seen_security: false,
         }
     }
@@ -282,6 +295,27 @@ const OPTIONS: &[(&str, Scope, Setter)] = &[
     }),
     ("max_topic_alias", Scope::Listener, |c, v| {
         cur(c).max_topic_alias = number(one(v)?)?;
+        Ok(())
+    }),
+    ("protocol", Scope::Listener, |c, v| {
+        cur(c).websockets = match one(v)? {
+            "mqtt" => false,
+            "websockets" => true,
+            other => return Err(format!("'{other}' is not mqtt or websockets")),
+        };
+        Ok(())
+    }),
+    ("http_dir", Scope::Listener, |c, v| {
+        cur(c).http_dir = Some(rest(v)?);
+        Ok(())
+    }),
+    ("websockets_headers_size", Scope::Global, |c, v| {
+        c.websockets_headers_size =
+            number(one(v)?).map_err(|_| "must be between 0 and 65535 inclusive".to_string())?;
+        Ok(())
+    }),
+    ("websockets_log_level", Scope::Global, |c, v| {
+        c.websockets_log_level = number(one(v)?)?;
         Ok(())
     }),
     ("per_listener_settings", Scope::Global, |c, v| {
@@ -499,10 +533,6 @@ const NOT_YET: &[&str] = &[
     "use_subject_as_username",
     "psk_hint",
     "psk_file",
-    "protocol",
-    "http_dir",
-    "websockets_log_level",
-    "websockets_headers_size",
     "plugin",
     "plugin_opt",
     "auth_plugin",
@@ -834,6 +864,33 @@ include_dir /etc/mosquitto/conf.d
         let e = p("allow_anonymous true\nper_listener_settings true\n").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.msg.contains("must come before"), "{}", e.msg);
+    }
+
+    #[test]
+    fn websockets_listeners_read_as_in_mosquitto() {
+        let c = p(
+            "listener 1883\nprotocol mqtt\nlistener 9001\nprotocol websockets\n\
+                   http_dir /var/www/mqtt page\nwebsockets_headers_size 4096\n\
+                   websockets_log_level 255\n",
+        )
+        .unwrap();
+        assert!(!c.listeners[0].websockets);
+        assert!(c.listeners[1].websockets);
+        assert_eq!(
+            c.listeners[1].http_dir.as_deref(),
+            Some("/var/www/mqtt page")
+        );
+        assert_eq!(
+            (c.websockets_headers_size, c.websockets_log_level),
+            (4096, 255)
+        );
+        for bad in [
+            "protocol ws\n",
+            "websockets_headers_size 65536\n",
+            "websockets_headers_size -1\n",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

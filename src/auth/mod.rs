@@ -3,5 +3,5 @@
 //! SIGHUP reload, and the `midge_passwd` tool); everything here works on `&str` / `&[u8]`.
 
 pub mod acl;
-mod base64;
+pub(crate) mod base64;
 pub mod password;

@@ -62,7 +62,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+pub mod http;
 mod signals;
+pub mod ws;
 
 pub use signals::{Signal, Signals};
 

@@ -1,0 +1,881 @@
+//! MQTT over WebSockets (RFC 6455; MQTT 3.1.1 and 5.0 section 6), without IO.
+//!
+//! A WebSocket connection starts as HTTP/1.1: [`parse_request`] reads the request head (bounded
+//! by `websockets_headers_size`) and says whether it is an upgrade (answered with
+//! `101 Switching Protocols` and the subprotocol `mqtt` or `mqttv3.1`), a request for a file of
+//! `http_dir` (see `http.rs`), or an error answered with a plain HTTP status.
+//!
+//! After the upgrade, [`Ws::receive`] decodes client frames where they lie, in the shared read
+//! buffer: each payload is unmasked in place and moved up against the one before it, so the
+//! MQTT codec gets one contiguous slice of plain MQTT bytes and never learns about frames (an
+//! MQTT packet may span frames, a frame may carry several packets). A read holding one frame
+//! needs no move at all. Only a frame header cut by a read (at most 14 bytes, kept inline) and
+//! a control frame's payload (at most 125 bytes) are kept between reads.
+//!
+//! Output goes the other way without a copy: [`Ws::next`] says what to write next, either a
+//! small frame header followed by a slice of the broker's own output (one vectored write), or
+//! the few bytes this layer queued itself (the HTTP response, pongs, a close frame).
+//! Partial writes are tracked, and control frames are only sent between data frames.
+//!
+//! The state of an idle, upgraded connection is [`Ws`] itself: 56 bytes on 64-bit targets, no
+//! buffers.
+
+use std::ops::Range;
+
+use sha1::{Digest, Sha1};
+
+use crate::auth::base64;
+
+/// RFC 6455 1.3: appended to `Sec-WebSocket-Key` before hashing.
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// mosquitto's `websockets_headers_size` when unset or 0 (libwebsockets' default).
+pub const DEFAULT_HEADERS_SIZE: usize = 1024;
+
+/// Header fields read from a request; more is refused (431).
+const MAX_HEADERS: usize = 32;
+
+/// Control frames carry at most this much [RFC 6455 5.5].
+pub const MAX_CONTROL: usize = 125;
+
+/// While this much waits to be written, a ping gets no pong of its own: RFC 6455 5.5.3 lets
+/// an endpoint answer only the most recent of the pings it has not answered yet.
+const PENDING_PONG_LIMIT: usize = 1024;
+
+/// The subprotocols spoken, in the order a server prefers them [MQTT-6.0.0-4].
+const PROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
+
+/// Close status codes [RFC 6455 7.4.1].
+pub mod status {
+    pub const NORMAL: u16 = 1000;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// An HTTP error answer: status and a one-line explanation sent as the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpError {
+    pub status: u16,
+    pub message: &'static str,
+}
+
+const fn refuse(status: u16, message: &'static str) -> HttpError {
+    HttpError { status, message }
+}
+
+/// What an HTTP request head asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// A valid WebSocket upgrade: `response` is the `101 Switching Protocols` answer.
+    Upgrade {
+        response: Vec<u8>,
+        protocol: &'static str,
+    },
+    /// `GET` (or `HEAD` when `head`) of `target`, as sent (still percent-encoded).
+    File { target: String, head: bool },
+}
+
+/// The outcome of [`parse_request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// The head is not complete yet (and still within the size limit).
+    NeedMore,
+    /// The head is `len` bytes long; what follows it is frame data.
+    Done {
+        len: usize,
+        request: Request,
+    },
+    Refused(HttpError),
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` [RFC 6455 4.2.2].
+pub fn accept_key(key: &str) -> String {
+    let mut h = Sha1::new();
+    h.update(key.as_bytes());
+    h.update(GUID.as_bytes());
+    base64::encode(&h.finalize())
+}
+
+/// Whether the comma-separated header `value` lists `token` (case-insensitive).
+fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Parses the request head at the start of `buf`, which may hold at most `max_size` bytes of
+/// it. Never panics; a head that is not complete within `max_size` bytes is refused (431).
+pub fn parse_request(buf: &[u8], max_size: usize) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < max_size => return Parsed::NeedMore,
+        Ok(httparse::Status::Partial) => {
+            return Parsed::Refused(refuse(431, "request header fields too large"))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Refused(refuse(431, "too many request header fields"))
+        }
+        Err(_) => return Parsed::Refused(refuse(400, "malformed HTTP request")),
+    };
+    if len > max_size {
+        return Parsed::Refused(refuse(431, "request header fields too large"));
+    }
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    let header = |name: &'static str| {
+        req.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let upgrade = header("upgrade").any(|v| has_token(v, "websocket"));
+    if !upgrade {
+        return match method {
+            "GET" | "HEAD" => Parsed::Done {
+                len,
+                request: Request::File {
+                    target: target.to_string(),
+                    head: method == "HEAD",
+                },
+            },
+            _ => Parsed::Refused(refuse(405, "only GET and HEAD are served here")),
+        };
+    }
+    // RFC 6455 4.2.1: the opening handshake's requirements, in its order.
+    if method != "GET" || req.version != Some(1) {
+        return Parsed::Refused(refuse(400, "a WebSocket upgrade is a GET over HTTP/1.1"));
+    }
+    if header("host").next().is_none() {
+        return Parsed::Refused(refuse(400, "missing Host header"));
+    }
+    if !header("connection").any(|v| has_token(v, "upgrade")) {
+        return Parsed::Refused(refuse(400, "Connection header does not say Upgrade"));
+    }
+    let mut keys = header("sec-websocket-key");
+    let key = match (keys.next(), keys.next()) {
+        (Some(k), None) => std::str::from_utf8(k).unwrap_or("").trim(),
+        _ => "",
+    };
+    if !matches!(base64::decode(key), Ok(k) if k.len() == 16) {
+        return Parsed::Refused(refuse(400, "bad Sec-WebSocket-Key"));
+    }
+    if !header("sec-websocket-version").any(|v| v.trim_ascii() == b"13") {
+        // The answer names the version spoken [RFC 6455 4.4].
+        return Parsed::Refused(refuse(426, "WebSocket version 13 is required"));
+    }
+    // The first subprotocol the client offers that MQTT defines [MQTT-6.0.0-3] [MQTT-6.0.0-4].
+    let protocol = header("sec-websocket-protocol")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .find_map(|t| {
+            PROTOCOLS
+                .into_iter()
+                .find(|p| t.trim_ascii() == p.as_bytes())
+        });
+    let Some(protocol) = protocol else {
+        return Parsed::Refused(refuse(
+            400,
+            "Sec-WebSocket-Protocol must offer mqtt or mqttv3.1",
+        ));
+    };
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n",
+        accept_key(key)
+    );
+    Parsed::Done {
+        len,
+        request: Request::Upgrade {
+            response: response.into_bytes(),
+            protocol,
+        },
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        _ => "Internal Server Error",
+    }
+}
+
+/// A complete HTTP/1.1 response that closes the connection; `extra` are header lines, each
+/// ending in CRLF.
+pub fn http_response(
+    status: u16,
+    content_type: &str,
+    extra: &str,
+    body: &[u8],
+    head: bool,
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         X-Content-Type-Options: nosniff\r\n{extra}Connection: close\r\n\r\n",
+        reason_phrase(status),
+        body.len()
+    )
+    .into_bytes();
+    if !head {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// The answer to a refused request.
+pub fn error_response(e: HttpError, head: bool) -> Vec<u8> {
+    let extra = match e.status {
+        405 => "Allow: GET, HEAD\r\n",
+        426 => "Sec-WebSocket-Version: 13\r\n",
+        _ => "",
+    };
+    let body = format!("{} {}: {}\n", e.status, reason_phrase(e.status), e.message);
+    http_response(
+        e.status,
+        "text/plain; charset=utf-8",
+        extra,
+        body.as_bytes(),
+        head,
+    )
+}
+
+/// A frame header for a server frame (never masked [RFC 6455 5.1]) with `len` payload bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHead {
+    bytes: [u8; 10],
+    start: u8,
+    end: u8,
+}
+
+impl FrameHead {
+    pub fn new(opcode: u8, len: u64) -> FrameHead {
+        let mut bytes = [0u8; 10];
+        bytes[0] = 0x80 | opcode;
+        let end = if len <= 125 {
+            bytes[1] = len as u8;
+            2
+        } else if len <= 0xffff {
+            bytes[1] = 126;
+            bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            4
+        } else {
+            bytes[1] = 127;
+            bytes[2..10].copy_from_slice(&len.to_be_bytes());
+            10
+        };
+        FrameHead {
+            bytes,
+            start: 0,
+            end,
+        }
+    }
+
+    /// The bytes still to write.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[self.start as usize..self.end as usize]
+    }
+
+    fn len(&self) -> usize {
+        self.end as usize
+    }
+}
+
+/// A whole server frame (for control frames and the last words of a connection).
+pub fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let head = FrameHead::new(opcode, payload.len() as u64);
+    let mut v = Vec::with_capacity(head.len() + payload.len());
+    v.extend_from_slice(head.as_slice());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// A close frame with `code` and `reason` (cut to fit a control frame).
+pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    let mut cut = reason.len().min(MAX_CONTROL - 2);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    p.extend_from_slice(&reason.as_bytes()[..cut]);
+    frame(OP_CLOSE, &p)
+}
+
+const OP_CONT: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// Where a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading the HTTP request head.
+    Handshake,
+    /// Upgraded: MQTT in binary frames.
+    Open,
+    /// A close frame was queued: finish the frame being written, send it, then close.
+    Closing,
+    /// Answering an HTTP request (a file or an error), then closing.
+    Http,
+}
+
+/// Why the connection is ending, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// The client sent a close frame (status code, if any).
+    Peer(Option<u16>),
+    /// The client broke the protocol: the close frame sent says so.
+    Protocol(u16, &'static str),
+    /// The HTTP request was refused.
+    Refused(HttpError),
+}
+
+/// What to do after [`Ws::receive`], besides handing `mqtt` to the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Keep reading.
+    More,
+    /// The upgrade was accepted with this subprotocol.
+    Upgraded(&'static str),
+    /// Answer this file request with [`Ws::respond`]; the connection closes afterwards.
+    File { target: String, head: bool },
+    /// Write what is queued, then close.
+    Close(Why),
+}
+
+/// What [`Ws::receive`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Where the plain MQTT bytes are in the buffer given.
+    pub mqtt: Range<usize>,
+    pub action: Action,
+}
+
+/// What to write next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing (see [`Ws::finished`]).
+    Idle,
+    /// [`Ws::pending`], then report with [`Ws::wrote_pending`].
+    Pending,
+    /// `head`, then the first `payload` bytes of the broker's output, in one vectored write;
+    /// report with [`Ws::wrote_frame`].
+    Frame { head: FrameHead, payload: usize },
+}
+
+/// Bytes this layer writes itself: the HTTP response, pongs, a close frame; or, before the
+/// upgrade, the incomplete request head.
+#[derive(Debug, Default)]
+struct Buf {
+    bytes: Vec<u8>,
+    pos: usize,
+}
+
+/// The WebSocket state of one connection.
+#[derive(Debug)]
+pub struct Ws {
+    phase: Phase,
+    /// A frame header cut by the end of a read.
+    hdr: [u8; 14],
+    hdr_len: u8,
+    /// The opcode and mask of the frame being read, and the mask's phase.
+    op: u8,
+    mask: [u8; 4],
+    mpos: u8,
+    /// A data message is open (its next data frame must be a continuation).
+    in_msg: bool,
+    /// Payload bytes of the frame being read still to come.
+    left: u32,
+    /// Bytes of the data message so far.
+    msg_len: u32,
+    /// The data frame being written: header bytes written, payload bytes still to write.
+    tx_head_sent: u8,
+    tx_len: u32,
+    tx_left: u32,
+    /// Before the upgrade: the incomplete request head. After: bytes to write.
+    buf: Option<Box<Buf>>,
+    /// The payload of a control frame cut by the end of a read.
+    ctrl: Option<Box<Vec<u8>>>,
+}
+
+impl Default for Ws {
+    fn default() -> Self {
+        Ws::new()
+    }
+}
+
+/// XORs `data` with `mask`, starting at phase `pos` of the mask; eight bytes at a time.
+fn unmask(data: &mut [u8], mask: [u8; 4], pos: usize) {
+    let m: [u8; 4] = std::array::from_fn(|i| mask[(pos + i) & 3]);
+    let wide = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        c.copy_from_slice(&(u64::from_ne_bytes(w) ^ wide).to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= m[i & 3];
+    }
+}
+
+/// Valid close status codes a peer may send [RFC 6455 7.4].
+fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+impl Ws {
+    pub fn new() -> Ws {
+        Ws {
+            phase: Phase::Handshake,
+            hdr: [0; 14],
+            hdr_len: 0,
+            op: 0,
+            mask: [0; 4],
+            mpos: 0,
+            in_msg: false,
+            left: 0,
+            msg_len: 0,
+            tx_head_sent: 0,
+            tx_len: 0,
+            tx_left: 0,
+            buf: None,
+            ctrl: None,
+        }
+    }
+
+    /// Upgraded and not closing: MQTT may flow.
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// Handles `buf`, bytes just read from the client (changed in place). `max_headers` bounds
+    /// the request head, `max_message` every frame and data message (the listener's packet
+    /// limit), checked before any payload is taken.
+    pub fn receive(&mut self, buf: &mut [u8], max_headers: usize, max_message: u32) -> Received {
+        match self.phase {
+            Phase::Handshake => self.handshake(buf, max_headers, max_message),
+            Phase::Open => self.frames(buf, 0, max_message),
+            // Closing: what comes after a close frame is ignored [RFC 6455 5.5.1].
+            Phase::Closing | Phase::Http => Received {
+                mqtt: 0..0,
+                action: Action::More,
+            },
+        }
+    }
+
+    fn handshake(&mut self, buf: &mut [u8], max_headers: usize, max_message: u32) -> Received {
+        let max_headers = max_headers.max(64);
+        let (parsed, old) = match self.buf.as_mut() {
+            Some(kept) => {
+                let old = kept.bytes.len();
+                // One byte past the limit is enough to tell a head that is too long.
+                let take = buf.len().min((max_headers + 1).saturating_sub(old));
+                kept.bytes.extend_from_slice(&buf[..take]);
+                (parse_request(&kept.bytes, max_headers), old)
+            }
+            None => (parse_request(buf, max_headers), 0),
+        };
+        match parsed {
+            Parsed::NeedMore => {
+                if self.buf.is_none() {
+                    self.buf = Some(Box::new(Buf {
+                        bytes: buf.to_vec(),
+                        pos: 0,
+                    }));
+                }
+                Received {
+                    mqtt: 0..0,
+                    action: Action::More,
+                }
+            }
+            Parsed::Refused(e) => {
+                self.phase = Phase::Http;
+                self.buf = Some(Box::new(Buf {
+                    bytes: error_response(e, false),
+                    pos: 0,
+                }));
+                Received {
+                    mqtt: 0..0,
+                    action: Action::Close(Why::Refused(e)),
+                }
+            }
+            Parsed::Done { len, request } => {
+                let rest = len - old;
+                match request {
+                    Request::File { target, head } => {
+                        self.phase = Phase::Http;
+                        self.buf = None;
+                        Received {
+                            mqtt: 0..0,
+                            action: Action::File { target, head },
+                        }
+                    }
+                    Request::Upgrade { response, protocol } => {
+                        self.phase = Phase::Open;
+                        self.buf = Some(Box::new(Buf {
+                            bytes: response,
+                            pos: 0,
+                        }));
+                        let r = self.frames(buf, rest.min(buf.len()), max_message);
+                        match r.action {
+                            Action::More => Received {
+                                mqtt: r.mqtt,
+                                action: Action::Upgraded(protocol),
+                            },
+                            _ => r,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues the answer to a file request; the connection closes once it is written.
+    pub fn respond(&mut self, response: Vec<u8>) {
+        self.phase = Phase::Http;
+        self.buf = Some(Box::new(Buf {
+            bytes: response,
+            pos: 0,
+        }));
+    }
+
+    fn queue(&mut self, bytes: &[u8]) {
+        let b = self.buf.get_or_insert_with(Default::default);
+        if b.pos == b.bytes.len() {
+            b.bytes.clear();
+            b.pos = 0;
+        }
+        b.bytes.extend_from_slice(bytes);
+    }
+
+    fn pending_len(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| b.bytes.len() - b.pos)
+    }
+
+    /// Ends the connection for a protocol error: queue a close frame saying why.
+    fn fail(&mut self, mqtt: Range<usize>, code: u16, why: &'static str) -> Received {
+        self.queue(&close_frame(code, why));
+        self.phase = Phase::Closing;
+        self.ctrl = None;
+        Received {
+            mqtt,
+            action: Action::Close(Why::Protocol(code, why)),
+        }
+    }
+
+    /// Decodes frames in `buf[r..]`, moving the unmasked payload of data frames together.
+    fn frames(&mut self, buf: &mut [u8], mut r: usize, max_message: u32) -> Received {
+        let n = buf.len();
+        // The MQTT bytes found so far are buf[start..w].
+        let mut start = 0;
+        let mut w = 0;
+        let mut any = false;
+        while r < n {
+            if self.left == 0 {
+                match self.header(buf, &mut r, max_message) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err((code, why)) => return self.fail(start..w, code, why),
+                }
+                if self.left == 0 && self.op >= OP_CLOSE {
+                    if let Some(done) = self.control(start..w) {
+                        return done;
+                    }
+                }
+                continue;
+            }
+            let take = (self.left as usize).min(n - r);
+            unmask(&mut buf[r..r + take], self.mask, self.mpos as usize);
+            if self.op >= OP_CLOSE {
+                self.ctrl
+                    .get_or_insert_with(|| Box::new(Vec::with_capacity(MAX_CONTROL)))
+                    .extend_from_slice(&buf[r..r + take]);
+            } else if !any {
+                any = true;
+                start = r;
+                w = r + take;
+            } else {
+                buf.copy_within(r..r + take, w);
+                w += take;
+            }
+            r += take;
+            self.left -= take as u32;
+            self.mpos = ((self.mpos as usize + take) & 3) as u8;
+            if self.left == 0 && self.op >= OP_CLOSE {
+                if let Some(done) = self.control(start..w) {
+                    return done;
+                }
+            }
+        }
+        Received {
+            mqtt: start..w,
+            action: Action::More,
+        }
+    }
+
+    /// Reads (the rest of) a frame header from `buf[*r..]`: `Ok(true)` once it is complete,
+    /// `Ok(false)` when `buf` ended first.
+    fn header(
+        &mut self,
+        buf: &[u8],
+        r: &mut usize,
+        max_message: u32,
+    ) -> Result<bool, (u16, &'static str)> {
+        loop {
+            let have = self.hdr_len as usize;
+            let need = if have < 2 {
+                2
+            } else {
+                let ext = match self.hdr[1] & 0x7f {
+                    126 => 2,
+                    127 => 8,
+                    _ => 0,
+                };
+                2 + ext + 4
+            };
+            if have == need {
+                break;
+            }
+            if *r == buf.len() {
+                return Ok(false);
+            }
+            let k = (need - have).min(buf.len() - *r);
+            self.hdr[have..have + k].copy_from_slice(&buf[*r..*r + k]);
+            self.hdr_len += k as u8;
+            *r += k;
+            if have < 2 && self.hdr_len >= 2 {
+                self.check_start()?;
+            }
+        }
+        let h = self.hdr;
+        let len7 = h[1] & 0x7f;
+        let (len, at) = match len7 {
+            126 => {
+                let l = u16::from_be_bytes([h[2], h[3]]) as u64;
+                if l < 126 {
+                    return Err((status::PROTOCOL_ERROR, "length not minimally encoded"));
+                }
+                (l, 4)
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&h[2..10]);
+                let l = u64::from_be_bytes(b);
+                if l >> 63 != 0 {
+                    return Err((status::PROTOCOL_ERROR, "frame length over 2^63"));
+                }
+                if l <= 0xffff {
+                    return Err((status::PROTOCOL_ERROR, "length not minimally encoded"));
+                }
+                (l, 10)
+            }
+            l => (l as u64, 2),
+        };
+        self.mask.copy_from_slice(&h[at..at + 4]);
+        self.hdr_len = 0;
+        self.mpos = 0;
+        let op = h[0] & 0x0f;
+        let fin = h[0] & 0x80 != 0;
+        if op < OP_CLOSE {
+            // Bounded before any payload is read: the frame alone, then the whole message.
+            let total = if op == OP_CONT {
+                self.msg_len as u64 + len
+            } else {
+                len
+            };
+            if total > max_message as u64 {
+                return Err((status::TOO_BIG, "message larger than the packet size limit"));
+            }
+            self.msg_len = total as u32;
+            self.in_msg = !fin;
+        }
+        self.op = op;
+        self.left = len as u32;
+        Ok(true)
+    }
+
+    /// Checks the first two bytes of a frame header.
+    fn check_start(&self) -> Result<(), (u16, &'static str)> {
+        let (b0, b1) = (self.hdr[0], self.hdr[1]);
+        if b0 & 0x70 != 0 {
+            // No extension was negotiated [RFC 6455 5.2].
+            return Err((status::PROTOCOL_ERROR, "reserved bits set"));
+        }
+        if b1 & 0x80 == 0 {
+            return Err((status::PROTOCOL_ERROR, "client frames must be masked"));
+        }
+        let fin = b0 & 0x80 != 0;
+        match b0 & 0x0f {
+            OP_CONT if !self.in_msg => Err((
+                status::PROTOCOL_ERROR,
+                "continuation frame outside a message",
+            )),
+            OP_BINARY if self.in_msg => Err((
+                status::PROTOCOL_ERROR,
+                "new message before the last one ended",
+            )),
+            // MQTT is carried in binary frames only [MQTT-6.0.0-1].
+            OP_TEXT => Err((status::UNSUPPORTED_DATA, "text frames are not MQTT")),
+            OP_CONT | OP_BINARY => Ok(()),
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if !fin {
+                    Err((status::PROTOCOL_ERROR, "fragmented control frame"))
+                } else if b1 & 0x7f > MAX_CONTROL as u8 {
+                    Err((status::PROTOCOL_ERROR, "control frame over 125 bytes"))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err((status::PROTOCOL_ERROR, "reserved opcode")),
+        }
+    }
+
+    /// A control frame is complete: answer it. `Some` when the connection ends.
+    fn control(&mut self, mqtt: Range<usize>) -> Option<Received> {
+        let payload = self.ctrl.take().map(|b| *b).unwrap_or_default();
+        match self.op {
+            OP_PING => {
+                if self.pending_len() < PENDING_PONG_LIMIT {
+                    self.queue(&frame(OP_PONG, &payload));
+                }
+                None
+            }
+            OP_PONG => None,
+            _ => {
+                // Close [RFC 6455 5.5.1]: answered with the same code, then the connection ends.
+                let code = match payload.len() {
+                    0 => None,
+                    1 => return Some(self.fail(mqtt, status::PROTOCOL_ERROR, "bad close frame")),
+                    _ => Some(u16::from_be_bytes([payload[0], payload[1]])),
+                };
+                if let Some(c) = code {
+                    if !valid_close_code(c) {
+                        return Some(self.fail(mqtt, status::PROTOCOL_ERROR, "bad close code"));
+                    }
+                    if std::str::from_utf8(&payload[2..]).is_err() {
+                        // [RFC 6455 8.1]
+                        return Some(self.fail(
+                            mqtt,
+                            status::INVALID_DATA,
+                            "close reason is not UTF-8",
+                        ));
+                    }
+                }
+                let reply = match code {
+                    Some(c) => close_frame(c, ""),
+                    None => frame(OP_CLOSE, &[]),
+                };
+                self.queue(&reply);
+                self.phase = Phase::Closing;
+                Some(Received {
+                    mqtt,
+                    action: Action::Close(Why::Peer(code)),
+                })
+            }
+        }
+    }
+
+    /// What to write next, given `out`, the length of the broker's pending output.
+    pub fn next(&mut self, out: usize) -> Next {
+        if self.tx_len > 0 {
+            let mut head = FrameHead::new(OP_BINARY, self.tx_len as u64);
+            head.start = self.tx_head_sent;
+            return Next::Frame {
+                head,
+                payload: (self.tx_left as usize).min(out),
+            };
+        }
+        if self.phase != Phase::Handshake && self.pending_len() > 0 {
+            return Next::Pending;
+        }
+        if self.phase == Phase::Open && out > 0 {
+            let len = out.min(u32::MAX as usize);
+            let head = FrameHead::new(OP_BINARY, len as u64);
+            self.tx_len = len as u32;
+            self.tx_left = len as u32;
+            self.tx_head_sent = 0;
+            return Next::Frame { head, payload: len };
+        }
+        Next::Idle
+    }
+
+    /// `n` bytes of a [`Next::Frame`] were written: returns how many were broker output.
+    pub fn wrote_frame(&mut self, n: usize) -> usize {
+        let head_len = FrameHead::new(OP_BINARY, self.tx_len as u64).len() as u8;
+        let h = n.min(head_len.saturating_sub(self.tx_head_sent) as usize);
+        self.tx_head_sent += h as u8;
+        let p = (n - h).min(self.tx_left as usize);
+        self.tx_left -= p as u32;
+        if self.tx_left == 0 && self.tx_head_sent >= head_len {
+            self.tx_len = 0;
+        }
+        p
+    }
+
+    /// The bytes of [`Next::Pending`].
+    pub fn pending(&self) -> &[u8] {
+        match &self.buf {
+            Some(b) if self.phase != Phase::Handshake => &b.bytes[b.pos..],
+            _ => &[],
+        }
+    }
+
+    /// `n` bytes of [`Ws::pending`] were written; the buffer is freed once empty.
+    pub fn wrote_pending(&mut self, n: usize) {
+        if let Some(b) = self.buf.as_mut() {
+            b.pos = (b.pos + n).min(b.bytes.len());
+            if b.pos == b.bytes.len() {
+                self.buf = None;
+            }
+        }
+    }
+
+    /// Everything queued has been written and the connection is to close (an HTTP answer, or
+    /// a close frame).
+    pub fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Closing | Phase::Http)
+            && self.tx_len == 0
+            && self.pending_len() == 0
+    }
+
+    /// The last bytes for a connection the broker closed: the rest of the frame being written,
+    /// what is queued, the rest of `out` in a frame, and a close frame (1000).
+    pub fn last_words(&mut self, out: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut out = out;
+        if self.tx_len > 0 {
+            let mut head = FrameHead::new(OP_BINARY, self.tx_len as u64);
+            head.start = self.tx_head_sent;
+            v.extend_from_slice(head.as_slice());
+            let p = (self.tx_left as usize).min(out.len());
+            v.extend_from_slice(&out[..p]);
+            out = &out[p..];
+            self.tx_len = 0;
+        }
+        if self.phase != Phase::Handshake {
+            v.extend_from_slice(self.pending());
+        }
+        if self.phase == Phase::Open {
+            if !out.is_empty() {
+                v.extend_from_slice(&frame(OP_BINARY, out));
+            }
+            v.extend_from_slice(&close_frame(status::NORMAL, ""));
+        }
+        self.buf = None;
+        self.phase = Phase::Closing;
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests;
