@@ -200,6 +200,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    server.set_stacks(net::websocket::stacks(
+        &cfg.all_listeners(),
+        cfg.websockets_headers_size,
+        cfg.websockets_log_level,
+        net::websocket::packet_limit(&cfg.broker),
+    ));
     if let Some(store) = store {
         server.persist(
             store,

@@ -64,6 +64,7 @@ use slab::Slab;
 
 pub mod http;
 mod signals;
+pub mod websocket;
 pub mod ws;
 
 pub use signals::{Signal, Signals};
@@ -105,6 +106,19 @@ pub trait Layer {
     fn pending(&self) -> bool;
     /// Queues the layer's goodbye (TLS close_notify, WebSocket close frame).
     fn close(&mut self);
+    /// For the top layer: writes broker output `data` into `down` (the layer below, or the
+    /// socket) and returns how many bytes of it went. A layer that only adds framing writes
+    /// its header and `data` itself without copying them (WebSocket); the default takes them
+    /// into the layer's buffer with [`Layer::encode`].
+    fn send(&mut self, data: &[u8], down: &mut dyn Write) -> io::Result<usize> {
+        let _ = down;
+        Ok(self.encode(data))
+    }
+    /// The layer has had its last word (an HTTP answer, the reply to a WebSocket close): once
+    /// everything queued is written, the connection ends as if the client had closed it.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// Builds a new connection's layers, bottom first.
@@ -760,6 +774,7 @@ impl Server {
         };
         let mut pending = false;
         let mut failed = false;
+        let mut finished = false;
         loop {
             let layers = match sock.extra.as_mut() {
                 Some(e) if !e.layers.is_empty() => Some(&mut e.layers),
@@ -775,17 +790,28 @@ impl Server {
                 }
                 Some(layers) => match drain_layers(layers, &mut sock.stream) {
                     Ok(()) => {
+                        if layers.iter().any(|l| l.finished()) {
+                            finished = true;
+                            break;
+                        }
                         let out = self.broker.output(key);
                         if out.is_empty() {
                             break;
                         }
-                        let n = layers.last_mut().map_or(0, |top| top.encode(out));
-                        if n == 0 {
-                            // Drained, yet no room: wait for the socket.
-                            pending = true;
-                            break;
+                        let top = layers.len() - 1;
+                        let (below, top) = layers.split_at_mut(top);
+                        let sent = match below.last_mut() {
+                            Some(b) => top[0].send(out, &mut Down(b.as_mut())),
+                            None => top[0].send(out, &mut sock.stream),
+                        };
+                        match sent {
+                            Ok(0) => {
+                                // Drained, yet no room: wait for the socket.
+                                pending = true;
+                                break;
+                            }
+                            r => r,
                         }
-                        Ok(n)
                     }
                     Err(e) => Err(e),
                 },
@@ -806,9 +832,9 @@ impl Server {
                 }
             }
         }
-        if failed {
+        if failed || finished {
             let now = self.now();
-            self.broker.lost(key, true, now);
+            self.broker.lost(key, failed, now);
         }
         if self.broker.is_closed(key) {
             self.closed(key);

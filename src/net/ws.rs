@@ -5,22 +5,24 @@
 //! `101 Switching Protocols` and the subprotocol `mqtt` or `mqttv3.1`), a request for a file of
 //! `http_dir` (see `http.rs`), or an error answered with a plain HTTP status.
 //!
-//! After the upgrade, [`Ws::receive`] decodes client frames where they lie, in the shared read
-//! buffer: each payload is unmasked in place and moved up against the one before it, so the
-//! MQTT codec gets one contiguous slice of plain MQTT bytes and never learns about frames (an
-//! MQTT packet may span frames, a frame may carry several packets). A read holding one frame
-//! needs no move at all. Only a frame header cut by a read (at most 14 bytes, kept inline) and
-//! a control frame's payload (at most 125 bytes) are kept between reads.
+//! After the upgrade, [`Ws::receive`] decodes client frames straight from the bytes read: each
+//! payload is unmasked as it is copied into the buffer the server shares between connections
+//! for decoded bytes (one pass, the same memory traffic as unmasking in place), so the MQTT
+//! codec gets one contiguous run of plain MQTT bytes and never learns about frames (an MQTT
+//! packet may span frames, a frame may carry several packets). Only a frame header cut by a
+//! read (at most 14 bytes, kept inline) and a control frame's payload (at most 125 bytes) are
+//! kept between reads. Frame and message lengths are checked against the listener's packet
+//! limit as soon as the header is read, before any payload is taken.
 //!
-//! Output goes the other way without a copy: [`Ws::next`] says what to write next, either a
-//! small frame header followed by a slice of the broker's own output (one vectored write), or
-//! the few bytes this layer queued itself (the HTTP response, pongs, a close frame).
-//! Partial writes are tracked, and control frames are only sent between data frames.
+//! Output goes the other way without a copy: [`Ws::send`] writes a small frame header followed
+//! by a slice of the broker's own output in one vectored write, tracking partial writes; the
+//! few bytes this layer makes itself (the HTTP response, pongs, a close frame) are queued and
+//! only written between data frames.
 //!
 //! The state of an idle, upgraded connection is [`Ws`] itself: 56 bytes on 64-bit targets, no
 //! buffers.
 
-use std::ops::Range;
+use std::io::{self, IoSlice, Write};
 
 use sha1::{Digest, Sha1};
 
@@ -44,6 +46,9 @@ const PENDING_PONG_LIMIT: usize = 1024;
 
 /// The subprotocols spoken, in the order a server prefers them [MQTT-6.0.0-4].
 const PROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
+
+/// The most broker output [`Ws::encode`] copies at once.
+const ENCODE_MAX: usize = 256 * 1024;
 
 /// Close status codes [RFC 6455 7.4.1].
 pub mod status {
@@ -339,7 +344,7 @@ pub enum Why {
     Refused(HttpError),
 }
 
-/// What to do after [`Ws::receive`], besides handing `mqtt` to the broker.
+/// What to do after [`Ws::receive`], besides handing the bytes in `up` to the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Keep reading.
@@ -350,14 +355,6 @@ pub enum Action {
     File { target: String, head: bool },
     /// Write what is queued, then close.
     Close(Why),
-}
-
-/// What [`Ws::receive`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Received {
-    /// Where the plain MQTT bytes are in the buffer given.
-    pub mqtt: Range<usize>,
-    pub action: Action,
 }
 
 /// What to write next.
@@ -403,7 +400,9 @@ pub struct Ws {
     tx_left: u32,
     /// Before the upgrade: the incomplete request head. After: bytes to write.
     buf: Option<Box<Buf>>,
-    /// The payload of a control frame cut by the end of a read.
+    /// The payload of a control frame cut by the end of a read: a pointer, not a `Vec`, since
+    /// there is hardly ever one.
+    #[allow(clippy::box_collection)]
     ctrl: Option<Box<Vec<u8>>>,
 }
 
@@ -458,45 +457,52 @@ impl Ws {
         self.phase == Phase::Open
     }
 
-    /// Handles `buf`, bytes just read from the client (changed in place). `max_headers` bounds
-    /// the request head, `max_message` every frame and data message (the listener's packet
-    /// limit), checked before any payload is taken.
-    pub fn receive(&mut self, buf: &mut [u8], max_headers: usize, max_message: u32) -> Received {
+    /// Handles `input`, bytes just read from the client, appending the plain MQTT bytes its
+    /// frames carry to `up` (unmasked as they are copied: one pass over the payload, like TLS
+    /// decryption). `max_headers` bounds the request head, `max_message` every frame and data
+    /// message (the listener's packet limit), checked before any payload is taken.
+    pub fn receive(
+        &mut self,
+        input: &[u8],
+        up: &mut Vec<u8>,
+        max_headers: usize,
+        max_message: u32,
+    ) -> Action {
         match self.phase {
-            Phase::Handshake => self.handshake(buf, max_headers, max_message),
-            Phase::Open => self.frames(buf, 0, max_message),
+            Phase::Handshake => self.handshake(input, up, max_headers, max_message),
+            Phase::Open => self.frames(input, 0, up, max_message),
             // Closing: what comes after a close frame is ignored [RFC 6455 5.5.1].
-            Phase::Closing | Phase::Http => Received {
-                mqtt: 0..0,
-                action: Action::More,
-            },
+            Phase::Closing | Phase::Http => Action::More,
         }
     }
 
-    fn handshake(&mut self, buf: &mut [u8], max_headers: usize, max_message: u32) -> Received {
+    fn handshake(
+        &mut self,
+        input: &[u8],
+        up: &mut Vec<u8>,
+        max_headers: usize,
+        max_message: u32,
+    ) -> Action {
         let max_headers = max_headers.max(64);
         let (parsed, old) = match self.buf.as_mut() {
             Some(kept) => {
                 let old = kept.bytes.len();
                 // One byte past the limit is enough to tell a head that is too long.
-                let take = buf.len().min((max_headers + 1).saturating_sub(old));
-                kept.bytes.extend_from_slice(&buf[..take]);
+                let take = input.len().min((max_headers + 1).saturating_sub(old));
+                kept.bytes.extend_from_slice(&input[..take]);
                 (parse_request(&kept.bytes, max_headers), old)
             }
-            None => (parse_request(buf, max_headers), 0),
+            None => (parse_request(input, max_headers), 0),
         };
         match parsed {
             Parsed::NeedMore => {
                 if self.buf.is_none() {
                     self.buf = Some(Box::new(Buf {
-                        bytes: buf.to_vec(),
+                        bytes: input.to_vec(),
                         pos: 0,
                     }));
                 }
-                Received {
-                    mqtt: 0..0,
-                    action: Action::More,
-                }
+                Action::More
             }
             Parsed::Refused(e) => {
                 self.phase = Phase::Http;
@@ -504,39 +510,27 @@ impl Ws {
                     bytes: error_response(e, false),
                     pos: 0,
                 }));
-                Received {
-                    mqtt: 0..0,
-                    action: Action::Close(Why::Refused(e)),
-                }
+                Action::Close(Why::Refused(e))
             }
-            Parsed::Done { len, request } => {
-                let rest = len - old;
-                match request {
-                    Request::File { target, head } => {
-                        self.phase = Phase::Http;
-                        self.buf = None;
-                        Received {
-                            mqtt: 0..0,
-                            action: Action::File { target, head },
-                        }
-                    }
-                    Request::Upgrade { response, protocol } => {
-                        self.phase = Phase::Open;
-                        self.buf = Some(Box::new(Buf {
-                            bytes: response,
-                            pos: 0,
-                        }));
-                        let r = self.frames(buf, rest.min(buf.len()), max_message);
-                        match r.action {
-                            Action::More => Received {
-                                mqtt: r.mqtt,
-                                action: Action::Upgraded(protocol),
-                            },
-                            _ => r,
-                        }
+            Parsed::Done { len, request } => match request {
+                Request::File { target, head } => {
+                    self.phase = Phase::Http;
+                    self.buf = None;
+                    Action::File { target, head }
+                }
+                Request::Upgrade { response, protocol } => {
+                    self.phase = Phase::Open;
+                    self.buf = Some(Box::new(Buf {
+                        bytes: response,
+                        pos: 0,
+                    }));
+                    let rest = len.saturating_sub(old).min(input.len());
+                    match self.frames(input, rest, up, max_message) {
+                        Action::More => Action::Upgraded(protocol),
+                        other => other,
                     }
                 }
-            }
+            },
         }
     }
 
@@ -563,64 +557,50 @@ impl Ws {
     }
 
     /// Ends the connection for a protocol error: queue a close frame saying why.
-    fn fail(&mut self, mqtt: Range<usize>, code: u16, why: &'static str) -> Received {
+    fn fail(&mut self, code: u16, why: &'static str) -> Action {
         self.queue(&close_frame(code, why));
         self.phase = Phase::Closing;
         self.ctrl = None;
-        Received {
-            mqtt,
-            action: Action::Close(Why::Protocol(code, why)),
-        }
+        Action::Close(Why::Protocol(code, why))
     }
 
-    /// Decodes frames in `buf[r..]`, moving the unmasked payload of data frames together.
-    fn frames(&mut self, buf: &mut [u8], mut r: usize, max_message: u32) -> Received {
-        let n = buf.len();
-        // The MQTT bytes found so far are buf[start..w].
-        let mut start = 0;
-        let mut w = 0;
-        let mut any = false;
+    /// Decodes the frames in `input[r..]`, appending data payloads to `up`.
+    fn frames(&mut self, input: &[u8], mut r: usize, up: &mut Vec<u8>, max_message: u32) -> Action {
+        let n = input.len();
         while r < n {
             if self.left == 0 {
-                match self.header(buf, &mut r, max_message) {
+                match self.header(input, &mut r, max_message) {
                     Ok(false) => break,
                     Ok(true) => {}
-                    Err((code, why)) => return self.fail(start..w, code, why),
+                    Err((code, why)) => return self.fail(code, why),
                 }
                 if self.left == 0 && self.op >= OP_CLOSE {
-                    if let Some(done) = self.control(start..w) {
+                    if let Some(done) = self.control() {
                         return done;
                     }
                 }
                 continue;
             }
             let take = (self.left as usize).min(n - r);
-            unmask(&mut buf[r..r + take], self.mask, self.mpos as usize);
-            if self.op >= OP_CLOSE {
+            let sink: &mut Vec<u8> = if self.op >= OP_CLOSE {
                 self.ctrl
                     .get_or_insert_with(|| Box::new(Vec::with_capacity(MAX_CONTROL)))
-                    .extend_from_slice(&buf[r..r + take]);
-            } else if !any {
-                any = true;
-                start = r;
-                w = r + take;
             } else {
-                buf.copy_within(r..r + take, w);
-                w += take;
-            }
+                up
+            };
+            let at = sink.len();
+            sink.extend_from_slice(&input[r..r + take]);
+            unmask(&mut sink[at..], self.mask, self.mpos as usize);
             r += take;
             self.left -= take as u32;
             self.mpos = ((self.mpos as usize + take) & 3) as u8;
             if self.left == 0 && self.op >= OP_CLOSE {
-                if let Some(done) = self.control(start..w) {
+                if let Some(done) = self.control() {
                     return done;
                 }
             }
         }
-        Received {
-            mqtt: start..w,
-            action: Action::More,
-        }
+        Action::More
     }
 
     /// Reads (the rest of) a frame header from `buf[*r..]`: `Ok(true)` once it is complete,
@@ -741,7 +721,7 @@ impl Ws {
     }
 
     /// A control frame is complete: answer it. `Some` when the connection ends.
-    fn control(&mut self, mqtt: Range<usize>) -> Option<Received> {
+    fn control(&mut self) -> Option<Action> {
         let payload = self.ctrl.take().map(|b| *b).unwrap_or_default();
         match self.op {
             OP_PING => {
@@ -755,20 +735,16 @@ impl Ws {
                 // Close [RFC 6455 5.5.1]: answered with the same code, then the connection ends.
                 let code = match payload.len() {
                     0 => None,
-                    1 => return Some(self.fail(mqtt, status::PROTOCOL_ERROR, "bad close frame")),
+                    1 => return Some(self.fail(status::PROTOCOL_ERROR, "bad close frame")),
                     _ => Some(u16::from_be_bytes([payload[0], payload[1]])),
                 };
                 if let Some(c) = code {
                     if !valid_close_code(c) {
-                        return Some(self.fail(mqtt, status::PROTOCOL_ERROR, "bad close code"));
+                        return Some(self.fail(status::PROTOCOL_ERROR, "bad close code"));
                     }
                     if std::str::from_utf8(&payload[2..]).is_err() {
                         // [RFC 6455 8.1]
-                        return Some(self.fail(
-                            mqtt,
-                            status::INVALID_DATA,
-                            "close reason is not UTF-8",
-                        ));
+                        return Some(self.fail(status::INVALID_DATA, "close reason is not UTF-8"));
                     }
                 }
                 let reply = match code {
@@ -777,10 +753,7 @@ impl Ws {
                 };
                 self.queue(&reply);
                 self.phase = Phase::Closing;
-                Some(Received {
-                    mqtt,
-                    action: Action::Close(Why::Peer(code)),
-                })
+                Some(Action::Close(Why::Peer(code)))
             }
         }
     }
@@ -848,32 +821,80 @@ impl Ws {
             && self.pending_len() == 0
     }
 
-    /// The last bytes for a connection the broker closed: the rest of the frame being written,
-    /// what is queued, the rest of `out` in a frame, and a close frame (1000).
-    pub fn last_words(&mut self, out: &[u8]) -> Vec<u8> {
+    /// Queued bytes that may be written now: only between data frames.
+    pub fn has_pending(&self) -> bool {
+        self.phase != Phase::Handshake && self.tx_len == 0 && self.pending_len() > 0
+    }
+
+    /// Writes queued bytes (HTTP answer, pongs, close) into `down`, between data frames.
+    pub fn drain(&mut self, down: &mut dyn Write) -> io::Result<()> {
+        while self.has_pending() {
+            let n = down.write(self.pending())?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.wrote_pending(n);
+        }
+        Ok(())
+    }
+
+    /// Writes broker output `data` into `down` as a binary frame without copying it: the frame
+    /// header and `data` itself in one vectored write, resumed where a partial write left
+    /// off. Returns how many bytes of `data` went out (0: nothing can go now).
+    pub fn send(&mut self, data: &[u8], down: &mut dyn Write) -> io::Result<usize> {
+        loop {
+            let Next::Frame { head, payload } = self.next(data.len()) else {
+                return Ok(0);
+            };
+            let h = head.as_slice();
+            let n = if h.is_empty() {
+                down.write(&data[..payload])?
+            } else {
+                down.write_vectored(&[IoSlice::new(h), IoSlice::new(&data[..payload])])?
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let p = self.wrote_frame(n);
+            if p > 0 {
+                return Ok(p);
+            }
+        }
+    }
+
+    /// Takes broker output into the queue (a copy): the rest of the frame being written, then
+    /// `data` in a new frame. For the last output of a connection being closed.
+    pub fn encode(&mut self, data: &[u8]) -> usize {
         let mut v = Vec::new();
-        let mut out = out;
+        let mut taken = 0;
         if self.tx_len > 0 {
             let mut head = FrameHead::new(OP_BINARY, self.tx_len as u64);
             head.start = self.tx_head_sent;
             v.extend_from_slice(head.as_slice());
-            let p = (self.tx_left as usize).min(out.len());
-            v.extend_from_slice(&out[..p]);
-            out = &out[p..];
+            taken = (self.tx_left as usize).min(data.len());
+            v.extend_from_slice(&data[..taken]);
             self.tx_len = 0;
+            self.tx_left = 0;
         }
-        if self.phase != Phase::Handshake {
+        if self.phase == Phase::Open && taken < data.len() {
+            let end = data.len().min(taken + ENCODE_MAX);
+            v.extend_from_slice(&frame(OP_BINARY, &data[taken..end]));
+            taken = end;
+        }
+        if !v.is_empty() {
+            // Ahead of what waited for the end of the frame.
             v.extend_from_slice(self.pending());
+            self.buf = Some(Box::new(Buf { bytes: v, pos: 0 }));
         }
+        taken
+    }
+
+    /// Queues a close frame (1000) if the connection is open.
+    pub fn close(&mut self) {
         if self.phase == Phase::Open {
-            if !out.is_empty() {
-                v.extend_from_slice(&frame(OP_BINARY, out));
-            }
-            v.extend_from_slice(&close_frame(status::NORMAL, ""));
+            self.queue(&close_frame(status::NORMAL, ""));
+            self.phase = Phase::Closing;
         }
-        self.buf = None;
-        self.phase = Phase::Closing;
-        v
     }
 }
 

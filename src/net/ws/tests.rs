@@ -35,9 +35,12 @@ fn client(b0: u8, payload: &[u8]) -> Vec<u8> {
 
 fn open() -> Ws {
     let mut ws = Ws::new();
-    let mut req = REQUEST.to_vec();
-    let r = ws.receive(&mut req, 1024, LIMIT);
-    assert_eq!(r.action, Action::Upgraded("mqtt"));
+    let mut up = Vec::new();
+    assert_eq!(
+        ws.receive(REQUEST, &mut up, 1024, LIMIT),
+        Action::Upgraded("mqtt")
+    );
+    assert!(up.is_empty());
     assert_eq!(ws.next(0), Next::Pending);
     assert_eq!(ws.pending(), RESPONSE);
     let n = ws.pending().len();
@@ -46,9 +49,9 @@ fn open() -> Ws {
 }
 
 fn feed(ws: &mut Ws, bytes: &[u8]) -> (Vec<u8>, Action) {
-    let mut b = bytes.to_vec();
-    let r = ws.receive(&mut b, 1024, LIMIT);
-    (b[r.mqtt].to_vec(), r.action)
+    let mut up = Vec::new();
+    let a = ws.receive(bytes, &mut up, 1024, LIMIT);
+    (up, a)
 }
 
 fn protocol(code: u16, why: &'static str) -> Action {
@@ -183,7 +186,7 @@ fn request_heads_are_bounded_in_size() {
     }
     let mut action = Action::More;
     for (i, b) in b"GET / HTTP/1.1\r\n".iter().chain(&endless).enumerate() {
-        action = ws.receive(&mut [*b], 1024, LIMIT).action;
+        action = ws.receive(&[*b], &mut Vec::new(), 1024, LIMIT);
         if action != Action::More {
             assert_eq!(
                 i + 1,
@@ -441,7 +444,7 @@ fn close_frames_are_answered_and_checked() {
 fn output_is_framed_around_the_brokers_bytes() {
     let mut ws = open();
     assert_eq!(ws.next(0), Next::Idle);
-    let out = vec![0x20u8, 2, 0, 0];
+    let out = [0x20u8, 2, 0, 0];
     match ws.next(out.len()) {
         Next::Frame { head, payload } => {
             assert_eq!(head.as_slice(), b"\x82\x04");
@@ -499,16 +502,134 @@ fn ping_floods_get_bounded_answers() {
     assert!(ws.pending().len() < PENDING_PONG_LIMIT + 12);
 }
 
+/// A writer that takes at most `cap` bytes a call, recording the calls.
+struct Trickle {
+    got: Vec<u8>,
+    cap: usize,
+    calls: usize,
+}
+
+impl Write for Trickle {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.cap == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.calls += 1;
+        let n = b.len().min(self.cap);
+        self.got.extend_from_slice(&b[..n]);
+        Ok(n)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.cap == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.calls += 1;
+        let mut n = 0;
+        for b in bufs {
+            let k = b.len().min(self.cap - n);
+            self.got.extend_from_slice(&b[..k]);
+            n += k;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[test]
-fn last_words_close_the_connection_with_1000() {
+fn send_writes_header_and_output_in_one_vectored_write() {
     let mut ws = open();
-    let out = b"\x20\x02\x00\x05";
+    let mut t = Trickle {
+        got: Vec::new(),
+        cap: 1 << 20,
+        calls: 0,
+    };
+    assert_eq!(ws.send(b"\x20\x02\x00\x00", &mut t).unwrap(), 4);
     assert_eq!(
-        ws.last_words(out),
-        b"\x82\x04\x20\x02\x00\x05\x88\x02\x03\xe8"
+        (t.got.as_slice(), t.calls),
+        (&b"\x82\x04\x20\x02\x00\x00"[..], 1)
     );
+    // A socket taking three bytes at a time: the frame is resumed where it stopped.
+    let mut t = Trickle {
+        got: Vec::new(),
+        cap: 3,
+        calls: 0,
+    };
+    let out = b"\x30\x05\x00\x01tab";
+    let mut sent = 0;
+    while sent < out.len() {
+        sent += ws.send(&out[sent..], &mut t).unwrap();
+    }
+    assert_eq!(t.got, b"\x82\x07\x30\x05\x00\x01tab");
+    // A full socket takes nothing and loses nothing.
+    let mut full = Trickle {
+        got: Vec::new(),
+        cap: 0,
+        calls: 0,
+    };
+    assert_eq!(
+        ws.send(b"xy", &mut full).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    let mut t = Trickle {
+        got: Vec::new(),
+        cap: 100,
+        calls: 0,
+    };
+    assert_eq!(ws.send(b"xy", &mut t).unwrap(), 2);
+    assert_eq!(t.got, b"\x82\x02xy");
+}
+
+#[test]
+fn closing_finishes_the_frame_then_sends_1000() {
+    let mut ws = open();
+    let mut t = Trickle {
+        got: Vec::new(),
+        cap: 3,
+        calls: 0,
+    };
+    // One of four payload bytes written when the broker closes the connection.
+    assert_eq!(ws.send(b"\x20\x02\x00\x05", &mut t).unwrap(), 1);
+    assert_eq!(ws.encode(b"\x02\x00\x05\xe0\x00"), 5);
+    ws.close();
+    assert!(!ws.finished());
+    let mut t = Trickle {
+        got: Vec::new(),
+        cap: 100,
+        calls: 0,
+    };
+    ws.drain(&mut t).unwrap();
+    assert_eq!(t.got, b"\x02\x00\x05\x82\x02\xe0\x00\x88\x02\x03\xe8");
+    assert!(ws.finished());
+    // Before the upgrade there is nothing to say.
     let mut ws = Ws::new();
-    assert_eq!(ws.last_words(b""), b"");
+    assert_eq!(ws.encode(b"x"), 0);
+    ws.close();
+    assert!(!ws.has_pending());
+}
+
+#[test]
+fn a_pong_waits_for_the_end_of_the_frame_being_written() {
+    let mut ws = open();
+    let mut t = Trickle {
+        got: Vec::new(),
+        cap: 4,
+        calls: 0,
+    };
+    assert_eq!(ws.send(b"\x20\x02\x00\x00", &mut t).unwrap(), 2);
+    feed(&mut ws, &client(0x89, b"p"));
+    assert!(!ws.has_pending());
+    let mut t = Trickle {
+        got: Vec::new(),
+        cap: 100,
+        calls: 0,
+    };
+    ws.drain(&mut t).unwrap();
+    assert_eq!(t.got, b"");
+    assert_eq!(ws.send(b"\x00\x00", &mut t).unwrap(), 2);
+    ws.drain(&mut t).unwrap();
+    assert_eq!(t.got, b"\x00\x00\x8a\x01p");
 }
 
 #[test]
@@ -546,18 +667,19 @@ fn hostile_bytes_never_panic() {
             (rnd() as usize) % bytes.len()
         };
         let (a, b) = bytes.split_at(cut);
+        let mut up = Vec::new();
         for part in [a, b] {
-            let mut p = part.to_vec();
-            let r = ws.receive(&mut p, 1024, LIMIT);
-            assert!(r.mqtt.start <= r.mqtt.end && r.mqtt.end <= p.len());
+            ws.receive(part, &mut up, 1024, LIMIT);
         }
+        assert!(up.len() <= bytes.len());
         let _ = ws.next(5);
     }
     for _ in 0..2000 {
         let mut ws = Ws::new();
         let len = (rnd() % 200) as usize;
-        let mut bytes: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
-        let r = ws.receive(&mut bytes, 100, LIMIT);
-        assert_eq!(r.mqtt, 0..0);
+        let bytes: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+        let mut up = Vec::new();
+        ws.receive(&bytes, &mut up, 100, LIMIT);
+        assert!(up.len() <= bytes.len());
     }
 }
