@@ -36,7 +36,7 @@
 //! | `debug`                 | `Level::Debug`, and `Level::Trace` from midge's own code   |
 //! | `subscribe`             | target `"subscribe"`, e.g. `info!(target: "subscribe", ..)` |
 //! | `unsubscribe`           | target `"unsubscribe"`                                    |
-//! | `websockets`            | target `"websockets"` (midge has no websockets yet)       |
+//! | `websockets`            | target `"websockets"` (upgrades, HTTP requests)           |
 //! | `all`                   | everything above                                          |
 //! | `none`                  | discards the types given before it                        |
 //!

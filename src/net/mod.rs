@@ -647,6 +647,16 @@ impl Server {
                     });
                     let now = self.now();
                     self.broker.open(key, &peer_string(addr), index, now);
+                    if self.broker.is_closed(key) {
+                        // Refused (max_connections): not a byte read or written, whatever
+                        // the transport would have answered.
+                        if let Some(s) = self.socks.get_mut(key) {
+                            s.closing = true;
+                            let _ = s.stream.shutdown(Shutdown::Both);
+                        }
+                        self.to_release.push(key);
+                        continue;
+                    }
                     // Data may have arrived with the connection; edge-triggered readiness
                     // will not report it again.
                     self.ready.push(key);
