@@ -714,8 +714,47 @@ pub fn encode_connack_v5(
     props: &Properties<'_>,
 ) {
     let mut body = vec![session_present as u8, code];
-    props.encode(&mut body);
+    connack_properties(props, &mut body);
     header(out, CONNACK << 4, body.len());
+    out.extend_from_slice(&body);
+}
+
+/// CONNACK properties in mosquitto 2.0's order (the spec leaves the order free; clients and
+/// tests written against mosquitto compare bytes): Server Keep Alive, Topic Alias Maximum,
+/// Assigned Client Identifier, Authentication Method and Data, Retain Available, Maximum Packet
+/// Size, Receive Maximum, Maximum QoS, then any others.
+fn connack_properties(props: &Properties<'_>, out: &mut Vec<u8>) {
+    use super::props::id;
+    let mut rest = props.clone();
+    let mut body = Vec::new();
+    let mut two = |id: u8, v: Option<u16>| {
+        if let Some(v) = v {
+            body.push(id);
+            write_u16(&mut body, v);
+        }
+    };
+    two(id::SERVER_KEEP_ALIVE, rest.server_keep_alive.take());
+    two(id::TOPIC_ALIAS_MAXIMUM, rest.topic_alias_maximum.take());
+    let first = Properties {
+        assigned_client_identifier: rest.assigned_client_identifier.take(),
+        authentication_method: rest.authentication_method.take(),
+        authentication_data: rest.authentication_data.take(),
+        retain_available: rest.retain_available.take(),
+        ..Properties::default()
+    };
+    first.encode_body(&mut body);
+    if let Some(m) = rest.maximum_packet_size.take() {
+        body.push(id::MAXIMUM_PACKET_SIZE);
+        body.extend_from_slice(&m.to_be_bytes());
+    }
+    let last = Properties {
+        receive_maximum: rest.receive_maximum.take(),
+        maximum_qos: rest.maximum_qos.take(),
+        ..Properties::default()
+    };
+    last.encode_body(&mut body);
+    rest.encode_body(&mut body);
+    write_remaining_length(out, body.len());
     out.extend_from_slice(&body);
 }
 
