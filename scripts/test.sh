@@ -17,6 +17,9 @@ command -v mosquitto_pub >/dev/null || apt_missing+=(mosquitto-clients)
 # files-in-both-directions tests (they use their own ephemeral ports).
 command -v mosquitto_passwd >/dev/null || apt_missing+=(mosquitto)
 command -v python3 >/dev/null || apt_missing+=(python3 python3-pip)
+# WebSocket tests: MQTT.js under node, and a page in headless Chromium.
+command -v node >/dev/null || apt_missing+=(nodejs npm)
+command -v chromium >/dev/null || apt_missing+=(chromium)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "installing ${apt_missing[*]}"
   as_root apt-get update -qq
@@ -27,6 +30,11 @@ if ! python3 -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version__.star
   echo "installing paho-mqtt 2"
   python3 -m pip install -q 'paho-mqtt>=2,<3' 2>/dev/null \
     || python3 -m pip install -q --break-system-packages 'paho-mqtt>=2,<3'
+fi
+
+if [ ! -d tests/js/node_modules/mqtt ]; then
+  echo "installing MQTT.js (tests/js)"
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 cargo fmt --check
