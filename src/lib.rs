@@ -7,6 +7,8 @@
 //!   QoS flows, keepalive and wills. Takes bytes and `now`, returns bytes and the next deadline.
 //! - [`config`]: mosquitto.conf, parsed from a `&str`.
 //! - [`net`]: the only part that touches sockets and the clock: one thread, one `mio::Poll`.
+//! - [`auth`]: password and ACL files, parsed from bytes; [`persist`]: the snapshot format
+//!   (parsed from bytes) and the file it is kept in; [`logging`]: mosquitto's log options.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -16,4 +18,4 @@ pub mod logging;
 pub mod mqtt;
 pub mod net;
 pub mod persist;
-pub mod store;
+pub use persist::store;

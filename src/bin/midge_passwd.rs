@@ -34,6 +34,7 @@ use getopts::{Fail as OptFail, Options, ParsingStyle};
 use midge::auth::password::{
     is_blank, HashType, PasswordFile, PasswordHash, DEFAULT_ITERATIONS, MAX_ITERATIONS, SALT_LEN,
 };
+use midge::persist::atomic::{dir_of, sync_dir, NewFile};
 
 /// The longest user name or password, as in MQTT (and mosquitto_passwd).
 const MAX_LEN: usize = 65535;
@@ -508,10 +509,7 @@ fn write_atomic(path: &Path, contents: &[u8], old: Option<&fs::Metadata>) -> Res
             "Error: Unable to open file {shown} for writing. Is a directory."
         )));
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = dir_of(path);
     let mut suffix = [0u8; 6];
     random_bytes(&mut suffix)?;
     let mut tmp_name = OsString::from(".");
@@ -527,7 +525,7 @@ fn write_atomic(path: &Path, contents: &[u8], old: Option<&fs::Metadata>) -> Res
         .write(true)
         .create_new(true)
         .mode(if old.is_some() { 0o600 } else { 0o666 });
-    let mut file = options.open(&tmp).map_err(|e| {
+    let mut new = NewFile::create(tmp, &options).map_err(|e| {
         let mut msg = format!(
             "Error: Unable to open file {shown} for writing. {}.",
             strerror(&e)
@@ -542,29 +540,25 @@ fn write_atomic(path: &Path, contents: &[u8], old: Option<&fs::Metadata>) -> Res
         fail(msg)
     })?;
     let written = (|| {
+        let file = new.file();
         if let Some(old) = old {
             let me = file.metadata()?;
             if (me.uid(), me.gid()) != (old.uid(), old.gid()) {
-                std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()))?;
+                std::os::unix::fs::fchown(&*file, Some(old.uid()), Some(old.gid()))?;
             }
             file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))?;
         }
         file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)
+        new.commit(path)
     })();
     if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
         return Err(fail(format!(
             "Error: Unable to write password file {shown}. {}.",
             strerror(&e)
         )));
     }
     // The rename is only durable once the directory is; failing here changes nothing.
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
+    let _ = sync_dir(path);
     Ok(())
 }
 

@@ -2,10 +2,12 @@
 //!
 //! The broker turns its state into a [`Snapshot`] (`Broker::snapshot`) and back
 //! (`Broker::restore`); [`format`] turns a snapshot into bytes and bytes back into as much of a
-//! snapshot as is intact. Reading and writing the file (write a new file, fsync, rename over
-//! the old one, fsync the directory) happens at the edge, in `main.rs`.
+//! snapshot as is intact, without IO; [`store`] reads and writes the file (write a new file,
+//! fsync, rename over the old one, fsync the directory: [`atomic`]).
 
+pub mod atomic;
 pub mod format;
+pub mod store;
 
 /// A stored application message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! cut at any moment leaves either the old or the new snapshot whole.
 //!
 //! Saving writes `FILE.new`, flushes and fsyncs it, renames it over `FILE`, then fsyncs the
-//! directory so the rename itself is durable. Loading a damaged file recovers every intact
+//! directory so the rename itself is durable (`atomic.rs`). Loading a damaged file recovers every intact
 //! record, keeps the damaged file beside the new one as `FILE.damaged-SECONDS`, and says what
 //! was lost; it never stops the broker from starting. A file from a newer format version is
 //! refused (and left untouched) rather than misread.
@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use log::{error, info, warn};
 
-use crate::persist::format::{self, FormatError};
-use crate::persist::Snapshot;
+use super::atomic::{sync_dir, NewFile};
+use super::format::{self, FormatError};
+use super::Snapshot;
 
 pub struct Store {
     path: PathBuf,
@@ -109,39 +110,22 @@ impl Store {
     /// written and what `write` returned.
     pub fn save<T>(
         &self,
-        write: impl FnOnce(&mut BufWriter<File>) -> io::Result<T>,
+        write: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<T>,
     ) -> io::Result<(u64, T)> {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".new");
-        let tmp = PathBuf::from(tmp);
-        let result = (|| {
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            let mut w = BufWriter::with_capacity(64 * 1024, f);
-            let t = write(&mut w)?;
-            w.flush()?;
-            let f = w.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            let len = f.metadata()?.len();
-            drop(f);
-            fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                let dir = if dir.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    dir
-                };
-                File::open(dir)?.sync_all()?;
-            }
-            Ok((len, t))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        let mut new = NewFile::create(
+            PathBuf::from(tmp),
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )?;
+        let mut w = BufWriter::with_capacity(64 * 1024, new.file());
+        let t = write(&mut w)?;
+        w.flush()?;
+        drop(w);
+        let len = new.file().metadata()?.len();
+        new.commit(&self.path)?;
+        sync_dir(&self.path)?;
+        Ok((len, t))
     }
 }
 
