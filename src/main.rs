@@ -21,7 +21,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn usage(opts: &getopts::Options) -> String {
     let brief = format!(
-        "midge version {VERSION}\n\nmidge is an MQTT v3.1.1/v3.1 broker.\n\n\
+        "midge version {VERSION}\n\nmidge is an MQTT v5.0/v3.1.1/v3.1 broker.\n\n\
          Usage: midge [-c config_file] [-d] [-h] [-p port] [-v]"
     );
     opts.usage(&brief)

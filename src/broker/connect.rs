@@ -198,11 +198,7 @@ impl Broker {
             info!(
                 "New client connected from {} as {client_id} (p{}, c{}, k{}{user}).",
                 peer.as_deref().unwrap_or("?"),
-                match c.version {
-                    Version::V31 => 1,
-                    Version::V311 => 2,
-                    Version::V5 => 5,
-                },
+                c.version.log_number(),
                 c.clean_session as u8,
                 c.keep_alive,
             );

@@ -35,9 +35,19 @@ pub enum Version {
 }
 
 impl Version {
-    /// The number mosquitto prints in its "New client connected ... (p4, ...)" line.
+    /// The protocol level byte of CONNECT.
     pub fn level(self) -> u8 {
         self as u8
+    }
+
+    /// The number mosquitto prints in its "New client connected ... (p2, ...)" line: its own
+    /// protocol number (1 for 3.1, 2 for 3.1.1, 5 for 5.0), not the protocol level.
+    pub fn log_number(self) -> u8 {
+        match self {
+            Version::V31 => 1,
+            Version::V311 => 2,
+            Version::V5 => 5,
+        }
     }
 }
 
