@@ -114,6 +114,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Certificates and keys are read now, while still root if started as root.
+    let listener_stacks = match stacks(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("Error: {e}");
+            return ExitCode::from(1);
+        }
+    };
 
     if m.opt_present("d") && std::env::var_os("MIDGE_DAEMONIZED").is_none() {
         return match daemonize() {
@@ -200,12 +208,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    server.set_stacks(net::websocket::stacks(
-        &cfg.all_listeners(),
-        cfg.websockets_headers_size,
-        cfg.websockets_log_level,
-        net::websocket::packet_limit(&cfg.broker),
-    ));
+    server.set_stacks(listener_stacks);
     if let Some(store) = store {
         server.persist(
             store,
@@ -228,7 +231,16 @@ fn main() -> ExitCode {
         if fresh.all_listeners().len() != reload_cfg.all_listeners().len() {
             return Err("the listeners changed; restart midge to apply them".into());
         }
-        policies(&fresh, local_port)
+        let policies = policies(&fresh, local_port)?;
+        // mosquitto reloads the certificate and key; midge also the CAs and the CRL.
+        let stacks = match stacks(&fresh) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                error!("Error: TLS reload failed, new connections keep the old certificates: {e}");
+                None
+            }
+        };
+        Ok(net::Reloaded { policies, stacks })
     });
     match net::Signals::new().and_then(|s| server.handle_signals(s, reload)) {
         Ok(()) => {}
@@ -293,7 +305,42 @@ fn load_config(path: &str, cfg: &mut Config) -> Result<(), config::Error> {
         }
         Ok(files)
     };
-    config::parse(&text, path, cfg, Some(&mut read_dir))
+    config::parse(&text, path, cfg, Some(&mut read_dir))?;
+    cfg.check()?;
+    for w in std::mem::take(&mut cfg.warnings) {
+        warn!("Warning: {w}.");
+    }
+    Ok(())
+}
+
+/// Each listener's transport (by configuration index): TLS for those with certfile and keyfile,
+/// under WebSocket for those with `protocol websockets`; plain TCP otherwise.
+fn stacks(cfg: &Config) -> Result<Vec<net::Stack>, String> {
+    let listeners = cfg.all_listeners();
+    let websockets = net::websocket::stacks(
+        &listeners,
+        cfg.websockets_headers_size,
+        cfg.websockets_log_level,
+        net::websocket::packet_limit(&cfg.broker),
+    );
+    let mut out = Vec::new();
+    for (l, ws) in listeners.iter().zip(websockets) {
+        if !l.tls.enabled() {
+            out.push(ws);
+            continue;
+        }
+        #[cfg(feature = "tls")]
+        {
+            let config = net::tls::server_config(&l.tls)?;
+            out.push(net::tls::stack(config, l.tls.username).under(ws));
+        }
+        #[cfg(not(feature = "tls"))]
+        return Err(format!(
+            "listener {}: this midge was built without TLS support",
+            l.port
+        ));
+    }
+    Ok(out)
 }
 
 /// Loads a password file; unreadable lines are logged with their numbers (and those users

@@ -64,6 +64,8 @@ use slab::Slab;
 
 pub mod http;
 mod signals;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod websocket;
 pub mod ws;
 
@@ -77,8 +79,15 @@ const CONN_BASE: usize = 1 << 16;
 /// The signal wake-up socket's token.
 const SIGNAL_TOKEN: usize = CONN_BASE - 1;
 
-/// Re-reads the security files on SIGHUP: new listener policies, or why not.
-pub type Reload = Box<dyn FnMut() -> Result<Vec<ListenerPolicy>, String>>;
+/// What SIGHUP re-read: the listeners' policies, and their transports unless those failed to
+/// load (then new connections keep getting the old ones).
+pub struct Reloaded {
+    pub policies: Vec<ListenerPolicy>,
+    pub stacks: Option<Vec<Stack>>,
+}
+
+/// Re-reads the security files on SIGHUP, or says why not.
+pub type Reload = Box<dyn FnMut() -> Result<Reloaded, String>>;
 /// Reads per turn of the loop before a connection yields to the others. One read (up to
 /// `READ_CHUNK`, about 1,000 small PUBLISHes) per turn: output is written at the end of each
 /// turn, so a publisher read for longer than its subscribers are written to only fills their
@@ -119,6 +128,11 @@ pub trait Layer {
     fn finished(&self) -> bool {
         false
     }
+    /// The user name this layer established for the client (TLS: from its certificate, with
+    /// `use_identity_as_username` or `use_subject_as_username`), handed over once.
+    fn take_identity(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Builds a new connection's layers, bottom first.
@@ -129,6 +143,24 @@ pub type NewLayers = std::rc::Rc<dyn Fn() -> Vec<Box<dyn Layer>>>;
 pub struct Stack {
     /// `None` (plain TCP) allocates nothing per connection.
     pub layers: Option<NewLayers>,
+}
+
+impl Stack {
+    /// `self`'s layers below `above`'s: TLS under WebSocket makes wss.
+    pub fn under(self, above: Stack) -> Stack {
+        match (self.layers, above.layers) {
+            (Some(low), Some(high)) => Stack {
+                layers: Some(std::rc::Rc::new(move || {
+                    let mut v = low();
+                    v.extend(high());
+                    v
+                })),
+            },
+            (low, high) => Stack {
+                layers: low.or(high),
+            },
+        }
+    }
 }
 
 /// What a connection has beyond its socket, allocated only while it has something: an
@@ -498,7 +530,12 @@ impl Server {
                     info!("Reloading config.");
                     if let Some(reload) = self.reload.as_mut() {
                         match reload() {
-                            Ok(p) => self.broker.set_policies(p),
+                            Ok(r) => {
+                                self.broker.set_policies(r.policies);
+                                if let Some(stacks) = r.stacks {
+                                    self.stacks = stacks;
+                                }
+                            }
                             Err(e) => error!("Error: reload failed, keeping the old rules: {e}"),
                         }
                     }

@@ -1,0 +1,585 @@
+//! TLS listeners: rustls with the `ring` provider, as a transport [`Layer`].
+//!
+//! [`server_config`] reads a listener's files (certificate chain, key, CAs, CRL) and builds the
+//! rustls configuration once; every connection accepted on the listener gets a [`TlsLayer`]
+//! sharing it. SIGHUP builds a new configuration from the files again: connections accepted
+//! afterwards get it, open ones keep the one they were accepted with.
+//!
+//! Memory: the layer exists only on TLS connections. rustls keeps its outgoing buffer bounded
+//! by [`OUT_LIMIT`] (a full buffer takes no more broker output, which then waits in the
+//! broker's bounded queues), frees sent records, and holds incoming bytes only while a record
+//! is incomplete (plus one 4 KiB read buffer it keeps between reads).
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, ServerConnection};
+
+use super::{Layer, NewLayers, Stack};
+use crate::config::{CertUsername, Tls};
+
+/// Encrypted output a connection may hold before it stops taking more from the broker.
+pub const OUT_LIMIT: usize = 64 * 1024;
+
+/// Reads the files a TLS listener names and builds its rustls configuration. Errors name the
+/// option's file and line, the file, and what is wrong with it.
+pub fn server_config(t: &Tls) -> Result<Arc<ServerConfig>, String> {
+    let read = |option: &str, path: &str| -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| format!("{}{option} '{path}': {e}", t.at(option)))
+    };
+    let (Some(certfile), Some(keyfile)) = (&t.certfile, &t.keyfile) else {
+        return Err("certfile and keyfile are needed for TLS".into());
+    };
+    let certs = certificates(&read("certfile", certfile)?).map_err(|e| {
+        format!(
+            "{}Unable to load server certificate '{certfile}': {e}. Check certfile.",
+            t.at("certfile")
+        )
+    })?;
+    let key = private_key(&read("keyfile", keyfile)?).map_err(|e| {
+        format!(
+            "{}Unable to load server key file '{keyfile}': {e}. Check keyfile.",
+            t.at("keyfile")
+        )
+    })?;
+
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.retain(|s| {
+        let name = format!("{:?}", s.suite());
+        let chosen = if name.starts_with("TLS13_") {
+            &t.ciphers_tls13
+        } else {
+            &t.ciphers
+        };
+        chosen.as_ref().is_none_or(|list| list.contains(&name))
+    });
+    let provider = Arc::new(provider);
+    let versions: &[&rustls::SupportedProtocolVersion] = if t.tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("{}{e}", t.at("ciphers")))?;
+
+    let builder = if t.require_certificate {
+        let mut roots = RootCertStore::empty();
+        if let Some(cafile) = &t.cafile {
+            let found = certificates(&read("cafile", cafile)?).map_err(|e| {
+                format!(
+                    "{}Unable to load CA certificates from '{cafile}': {e}. Check cafile.",
+                    t.at("cafile")
+                )
+            })?;
+            for c in found {
+                roots.add(c).map_err(|e| {
+                    format!(
+                        "{}Unable to load CA certificates from '{cafile}': {e}. Check cafile.",
+                        t.at("cafile")
+                    )
+                })?;
+            }
+        }
+        if let Some(capath) = &t.capath {
+            add_dir(&mut roots, capath).map_err(|e| {
+                format!(
+                    "{}Unable to load CA certificates from '{capath}': {e}. Check capath.",
+                    t.at("capath")
+                )
+            })?;
+        }
+        let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        if let Some(crlfile) = &t.crlfile {
+            let crls = revocation_lists(&read("crlfile", crlfile)?).map_err(|e| {
+                format!(
+                    "{}Unable to load certificate revocation file '{crlfile}': {e}. Check \
+                     crlfile.",
+                    t.at("crlfile")
+                )
+            })?;
+            // As OpenSSL's X509_V_FLAG_CRL_CHECK: the client's own certificate is checked,
+            // and a certificate whose issuer has no CRL in the file is refused.
+            verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+        }
+        let verifier = verifier
+            .build()
+            .map_err(|e| format!("{}{e}", t.at("require_certificate")))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = builder.with_single_cert(certs, key).map_err(|e| {
+        format!(
+            "{}Server certificate '{certfile}' and key '{keyfile}' do not go together: {e}.",
+            t.at("keyfile")
+        )
+    })?;
+    Ok(Arc::new(config))
+}
+
+/// Every certificate in a PEM file, leaf first for a chain; none is an error.
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(&e))?;
+    if certs.is_empty() {
+        return Err("no PEM certificate (BEGIN CERTIFICATE) in it".into());
+    }
+    Ok(certs)
+}
+
+/// The private key of a PEM file (PKCS#8, PKCS#1 RSA or SEC1 EC). An encrypted key is an error
+/// that says how to decrypt it: nobody is there to type its passphrase.
+fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    let text = String::from_utf8_lossy(pem);
+    if text.contains("BEGIN ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(
+            "the key is encrypted with a passphrase, which midge cannot ask for; \
+                    write a decrypted copy readable only by midge's user with \
+                    `openssl pkey -in KEY -out KEY.plain`"
+                .into(),
+        );
+    }
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            "no PEM private key (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY) in it".into()
+        }
+        e => pem_error(&e),
+    })
+}
+
+fn revocation_lists(pem: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(&e))?;
+    if crls.is_empty() {
+        return Err("no PEM revocation list (BEGIN X509 CRL) in it".into());
+    }
+    Ok(crls)
+}
+
+fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error as E;
+    match e {
+        E::MissingSectionEnd { end_marker } => format!(
+            "a PEM section has no end line ({})",
+            String::from_utf8_lossy(end_marker)
+        ),
+        E::IllegalSectionStart { line } => {
+            format!("bad PEM line '{}'", String::from_utf8_lossy(line))
+        }
+        E::Base64Decode(m) => format!("bad base64 in PEM: {m}"),
+        E::Io(e) => e.to_string(),
+        E::NoItemsFound => "nothing usable in it".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `capath`: every certificate in the directory's files (`openssl rehash` links, .pem, .crt).
+/// Files that hold no certificate are skipped; a directory with none is an error.
+fn add_dir(roots: &mut RootCertStore, dir: &str) -> Result<(), String> {
+    let mut found = 0;
+    let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_file() {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        if let Ok(certs) = certificates(&bytes) {
+            for c in certs {
+                if roots.add(c).is_ok() {
+                    found += 1;
+                }
+            }
+        }
+    }
+    if found == 0 {
+        return Err("no CA certificate in the directory".into());
+    }
+    Ok(())
+}
+
+/// The layers of a TLS listener's connections.
+pub fn stack(config: Arc<ServerConfig>, username: CertUsername) -> Stack {
+    let new: NewLayers = std::rc::Rc::new(move || {
+        let layer: Box<dyn Layer> = Box::new(TlsLayer::new(config.clone(), username));
+        vec![layer]
+    });
+    Stack { layers: Some(new) }
+}
+
+/// One connection's TLS state.
+pub struct TlsLayer {
+    /// `None` only if rustls refused to start a connection (then every read fails).
+    conn: Option<ServerConnection>,
+    username: CertUsername,
+    /// Whether any byte has arrived (the first says whether the client speaks TLS at all).
+    started: bool,
+    /// The user name from the client's certificate, once, after the handshake.
+    identity: Option<String>,
+    identity_done: bool,
+}
+
+impl TlsLayer {
+    pub fn new(config: Arc<ServerConfig>, username: CertUsername) -> TlsLayer {
+        let conn = ServerConnection::new(config).ok().map(|mut c| {
+            c.set_buffer_limit(Some(OUT_LIMIT));
+            c
+        });
+        TlsLayer {
+            conn,
+            username,
+            started: false,
+            identity: None,
+            identity_done: false,
+        }
+    }
+}
+
+impl Layer for TlsLayer {
+    fn decode(&mut self, mut input: &[u8], up: &mut Vec<u8>) -> Result<(), String> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err("TLS error: could not start a TLS session".into());
+        };
+        if !self.started && !input.is_empty() {
+            self.started = true;
+            // A TLS connection starts with a handshake record (22); an MQTT one with CONNECT.
+            match input[0] {
+                0x16 => {}
+                0x10 => return Err("plaintext MQTT on a TLS listener".into()),
+                b => return Err(format!("not TLS (first byte 0x{b:02x}) on a TLS listener")),
+            }
+        }
+        while !input.is_empty() {
+            match conn.read_tls(&mut input) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(format!("TLS error: {e}")),
+            }
+            let state = conn.process_new_packets().map_err(|e| tls_error(&e))?;
+            let n = state.plaintext_bytes_to_read();
+            if n > 0 {
+                let start = up.len();
+                up.resize(start + n, 0);
+                conn.reader()
+                    .read_exact(&mut up[start..])
+                    .map_err(|e| format!("TLS error: {e}"))?;
+            }
+        }
+        if !self.identity_done && !conn.is_handshaking() {
+            self.identity_done = true;
+            let leaf = conn.peer_certificates().and_then(|c| c.first());
+            self.identity = match (self.username, leaf) {
+                (CertUsername::CommonName, Some(c)) => subject::common_name(c),
+                (CertUsername::Subject, Some(c)) => subject::rfc2253(c),
+                _ => None,
+            };
+        }
+        Ok(())
+    }
+
+    fn encode(&mut self, data: &[u8]) -> usize {
+        match self.conn.as_mut() {
+            Some(conn) => conn.writer().write(data).unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    fn drain(&mut self, down: &mut dyn Write) -> io::Result<()> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        while conn.wants_write() {
+            if conn.write_tls(down)? == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+        }
+        Ok(())
+    }
+
+    fn pending(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.wants_write())
+    }
+
+    fn close(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.send_close_notify();
+        }
+    }
+
+    fn take_identity(&mut self) -> Option<String> {
+        self.identity.take()
+    }
+}
+
+/// A log line's words for a TLS failure, plainer than rustls' own for the common cases.
+fn tls_error(e: &rustls::Error) -> String {
+    use rustls::{CertificateError as C, Error as E};
+    match e {
+        E::NoCertificatesPresented => {
+            "TLS error: the client sent no certificate (require_certificate)".into()
+        }
+        E::InvalidCertificate(C::Expired) => {
+            "TLS error: the client's certificate has expired".into()
+        }
+        E::InvalidCertificate(C::Revoked) => {
+            "TLS error: the client's certificate is revoked (crlfile)".into()
+        }
+        E::InvalidCertificate(C::UnknownIssuer) => {
+            "TLS error: the client's certificate is not signed by a CA in cafile/capath".into()
+        }
+        E::InvalidCertificate(C::Other(o))
+            if format!("{o:?}").contains("UnsupportedCertVersion") =>
+        {
+            "TLS error: the client's certificate is X.509 version 1; only version 3 is accepted \
+             (sign it with an extensions file: openssl x509 -req ... -extfile client.ext)"
+                .into()
+        }
+        E::AlertReceived(a) => format!("TLS error: the client sent alert {a:?}"),
+        other => format!("TLS error: {other}"),
+    }
+}
+
+/// The certificate subject as mosquitto's user names: the first common name
+/// (`use_identity_as_username`) or the whole name in OpenSSL's RFC 2253 form
+/// (`use_subject_as_username`). A small DER reader over the certificate; anything it does not
+/// understand gives `None` (the client is then refused), never a panic.
+pub mod subject {
+    /// One DER element: (tag, contents, rest).
+    fn element(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, mut b) = b.split_first()?;
+        let len = if first < 0x80 {
+            first as usize
+        } else {
+            let n = (first & 0x7f) as usize;
+            if n == 0 || n > 4 || b.len() < n {
+                return None;
+            }
+            let mut len = 0usize;
+            for &x in &b[..n] {
+                len = (len << 8) | x as usize;
+            }
+            b = &b[n..];
+            len
+        };
+        if b.len() < len {
+            return None;
+        }
+        Some((tag, &b[..len], &b[len..]))
+    }
+
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const OID: u8 = 0x06;
+
+    /// The subject's RDNs: each a list of (OID bytes, value tag, value bytes).
+    type Rdns<'a> = Vec<Vec<(&'a [u8], u8, &'a [u8])>>;
+
+    fn subject(cert: &[u8]) -> Option<Rdns<'_>> {
+        let (SEQUENCE, cert, _) = element(cert)? else {
+            return None;
+        };
+        let (SEQUENCE, tbs, _) = element(cert)? else {
+            return None;
+        };
+        let mut rest = tbs;
+        // [0] version, optional.
+        if rest.first() == Some(&0xa0) {
+            rest = element(rest)?.2;
+        }
+        // serialNumber, signature, issuer, validity, then subject.
+        for _ in 0..4 {
+            rest = element(rest)?.2;
+        }
+        let (SEQUENCE, mut name, _) = element(rest)? else {
+            return None;
+        };
+        let mut rdns = Vec::new();
+        while !name.is_empty() {
+            let (SET, mut set, next) = element(name)? else {
+                return None;
+            };
+            name = next;
+            let mut avas = Vec::new();
+            while !set.is_empty() {
+                let (SEQUENCE, ava, next) = element(set)? else {
+                    return None;
+                };
+                set = next;
+                let (OID, oid, value) = element(ava)? else {
+                    return None;
+                };
+                let (tag, value, _) = element(value)?;
+                avas.push((oid, tag, value));
+            }
+            rdns.push(avas);
+        }
+        Some(rdns)
+    }
+
+    /// A directory string's text: UTF8String, PrintableString, IA5String, TeletexString
+    /// (taken as Latin-1), BMPString (UTF-16) or UniversalString (UTF-32).
+    fn text(tag: u8, v: &[u8]) -> Option<String> {
+        match tag {
+            12 => String::from_utf8(v.to_vec()).ok(),
+            19 | 22 => v
+                .is_ascii()
+                .then(|| String::from_utf8_lossy(v).into_owned()),
+            20 => Some(v.iter().map(|&b| b as char).collect()),
+            30 => {
+                if v.len() % 2 != 0 {
+                    return None;
+                }
+                let units: Vec<u16> = v
+                    .chunks(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect();
+                String::from_utf16(&units).ok()
+            }
+            28 => {
+                if v.len() % 4 != 0 {
+                    return None;
+                }
+                v.chunks(4)
+                    .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect()
+            }
+            _ => None,
+        }
+    }
+
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+
+    /// The first common name, as mosquitto's `use_identity_as_username`: valid UTF-8 without
+    /// NUL, or nothing.
+    pub fn common_name(cert: &[u8]) -> Option<String> {
+        let rdns = subject(cert)?;
+        let (_, tag, v) = rdns.iter().flatten().find(|(oid, _, _)| *oid == CN)?;
+        let name = text(*tag, v)?;
+        (!name.contains('\0')).then_some(name)
+    }
+
+    /// OpenSSL's short names for the attributes a subject usually has.
+    fn short_name(oid: &[u8]) -> Option<&'static str> {
+        Some(match oid {
+            [0x55, 0x04, 0x03] => "CN",
+            [0x55, 0x04, 0x04] => "SN",
+            [0x55, 0x04, 0x05] => "serialNumber",
+            [0x55, 0x04, 0x06] => "C",
+            [0x55, 0x04, 0x07] => "L",
+            [0x55, 0x04, 0x08] => "ST",
+            [0x55, 0x04, 0x09] => "street",
+            [0x55, 0x04, 0x0a] => "O",
+            [0x55, 0x04, 0x0b] => "OU",
+            [0x55, 0x04, 0x0c] => "title",
+            [0x55, 0x04, 0x0f] => "businessCategory",
+            [0x55, 0x04, 0x11] => "postalCode",
+            [0x55, 0x04, 0x2a] => "GN",
+            [0x55, 0x04, 0x2b] => "initials",
+            [0x55, 0x04, 0x2e] => "dnQualifier",
+            [0x55, 0x04, 0x41] => "pseudonym",
+            [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01] => "UID",
+            [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19] => "DC",
+            [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "emailAddress",
+            _ => return None,
+        })
+    }
+
+    /// An OID in dotted form.
+    fn dotted(oid: &[u8]) -> Option<String> {
+        let (&first, rest) = oid.split_first()?;
+        let mut parts = vec![
+            (first / 40).min(2) as u64,
+            (first - 40 * (first / 40).min(2)) as u64,
+        ];
+        let mut n: u64 = 0;
+        for &b in rest {
+            n = n.checked_mul(128)? | (b & 0x7f) as u64;
+            if b & 0x80 == 0 {
+                parts.push(n);
+                n = 0;
+            }
+        }
+        Some(
+            parts
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("."),
+        )
+    }
+
+    /// The subject as OpenSSL prints it with `XN_FLAG_RFC2253` (what mosquitto's
+    /// `use_subject_as_username` takes): last RDN first, `,` between RDNs, `+` inside one,
+    /// RFC 2253 escapes, bytes above 0x7f as `\XX`, unknown attributes as `OID=#hex`.
+    pub fn rfc2253(cert: &[u8]) -> Option<String> {
+        let rdns = subject(cert)?;
+        let mut out = String::new();
+        for (i, rdn) in rdns.iter().rev().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            for (j, (oid, tag, v)) in rdn.iter().enumerate() {
+                if j > 0 {
+                    out.push('+');
+                }
+                match (short_name(oid), text(*tag, v)) {
+                    (Some(name), Some(value)) => {
+                        out.push_str(name);
+                        out.push('=');
+                        escape(&value, &mut out);
+                    }
+                    _ => {
+                        out.push_str(&dotted(oid)?);
+                        out.push_str("=#");
+                        // The whole DER element: tag, length, contents.
+                        let mut der = vec![*tag];
+                        let len = v.len();
+                        if len < 0x80 {
+                            der.push(len as u8);
+                        } else {
+                            let bytes: Vec<u8> = len
+                                .to_be_bytes()
+                                .into_iter()
+                                .skip_while(|&b| b == 0)
+                                .collect();
+                            der.push(0x80 | bytes.len() as u8);
+                            der.extend(bytes);
+                        }
+                        der.extend_from_slice(v);
+                        for b in der {
+                            out.push_str(&format!("{b:02X}"));
+                        }
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn escape(value: &str, out: &mut String) {
+        let bytes = value.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            let first = i == 0;
+            let last = i + 1 == bytes.len();
+            match b {
+                b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';' => {
+                    out.push('\\');
+                    out.push(b as char);
+                }
+                b'#' if first => out.push_str("\\#"),
+                b' ' if first || last => out.push_str("\\ "),
+                0..=0x1f | 0x7f..=0xff => out.push_str(&format!("\\{b:02X}")),
+                _ => out.push(b as char),
+            }
+        }
+    }
+}
