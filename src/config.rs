@@ -1272,6 +1272,142 @@ include_dir /etc/mosquitto/conf.d
         assert!(e.msg.contains("must come before"), "{}", e.msg);
     }
 
+    fn checked(text: &str) -> Result<Config, Error> {
+        let mut c = p(text)?;
+        c.check()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn tls_options_have_mosquittos_meaning() {
+        let c = checked(
+            "listener 8883\ncertfile /s.crt\nkeyfile /s.key\ncafile /ca.crt\n\
+             require_certificate true\nuse_identity_as_username true\nuse_subject_as_username true\n\
+             crlfile /ca.crl\ntls_version tlsv1.2\nlistener 1883\n",
+        )
+        .unwrap();
+        let t = &c.listeners[0].tls;
+        assert!(t.enabled());
+        assert!(t.require_certificate);
+        // use_identity_as_username wins over use_subject_as_username.
+        assert_eq!(t.username, CertUsername::CommonName);
+        assert_eq!(t.crlfile.as_deref(), Some("/ca.crl"));
+        assert!(!t.tls13_only);
+        assert!(!c.listeners[1].tls.enabled());
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = checked("listener 8883\ncertfile /s\nkeyfile /k\ntls_version tlsv1.3\n").unwrap();
+        assert!(c.listeners[0].tls.tls13_only);
+    }
+
+    #[test]
+    fn tls_mistakes_are_errors_naming_the_line() {
+        let e = checked("listener 8883\ncertfile /s.crt\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "test.conf:2: listener 8883: certfile without keyfile; both must be given to enable \
+             TLS (as in mosquitto)"
+        );
+        let e = checked("listener 8883\nkeyfile /s.key\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = checked("listener 8883\ncertfile /s\nkeyfile /k\nrequire_certificate true\n")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "test.conf:4: listener 8883: require_certificate needs cafile or capath, the CAs \
+             that client certificates must be signed by"
+        );
+        let e = p("listener 8883\ntls_version sslv3\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "test.conf:2: tls_version: unsupported tls_version 'sslv3' (tlsv1.3, tlsv1.2 or \
+             tlsv1.1)"
+        );
+        let e = p("listener 8883\n\npsk_hint hint\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.msg.contains("pre-shared-key TLS is not supported"), "{e}");
+        let e = p("listener 8883\ntls_engine tpm\n").unwrap_err();
+        assert!(e.msg.contains("OpenSSL engines are not supported"), "{e}");
+        assert_eq!(
+            p("listener 8883\ntls_keyform pem\n")
+                .unwrap()
+                .warnings
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn tls_options_that_do_nothing_are_warned_about() {
+        // No certfile/keyfile: not a TLS listener, whatever else it says.
+        let c = checked("listener 8883\ncafile /ca.crt\nrequire_certificate true\n").unwrap();
+        assert_eq!(
+            c.warnings,
+            vec![
+                "test.conf:2: cafile has no effect: listener 8883 has no certfile and keyfile, \
+                 so it is not a TLS listener and its traffic is not encrypted"
+            ]
+        );
+        let c = checked(
+            "listener 8883\ncertfile /s\nkeyfile /k\ndhparamfile /dh.pem\n\
+             use_identity_as_username true\ncrlfile /c.crl\n",
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("test.conf:4: dhparamfile ignored"));
+        assert!(c.warnings[1].starts_with("test.conf:6: crlfile has no effect"));
+        assert!(c.warnings[2].starts_with("test.conf:5: use_identity_as_username without"));
+        let c = p("listener 8883\ntls_version tlsv1.1\n").unwrap();
+        assert!(c.warnings[0].starts_with("test.conf:2: tls_version tlsv1.1"));
+    }
+
+    #[test]
+    fn cipher_names_map_to_the_suites_midge_has() {
+        let c = p(
+            "listener 8883\nciphers ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305\n\
+                   ciphers_tls1.3 TLS_CHACHA20_POLY1305_SHA256\n",
+        )
+        .unwrap();
+        let t = &c.listeners[0].tls;
+        assert_eq!(
+            t.ciphers.as_deref().unwrap(),
+            [
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+            ]
+        );
+        assert_eq!(
+            t.ciphers_tls13.as_deref().unwrap(),
+            ["TLS13_CHACHA20_POLY1305_SHA256"]
+        );
+        // mosquitto's own default list, and keywords with exclusions.
+        let all = tls12_ciphers("DEFAULT:!aNULL:!eNULL:!LOW:!EXPORT:!SSLv2:@STRENGTH").unwrap();
+        assert_eq!(all.len(), TLS12_SUITES.len());
+        let gcm = tls12_ciphers("ECDHE+AESGCM:!aRSA").unwrap();
+        assert_eq!(
+            gcm,
+            [
+                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+            ]
+        );
+        // A suite OpenSSL has and rustls lacks: an error naming the line and what exists.
+        let e = p("listener 8883\nciphers AES256-SHA:ECDHE-RSA-AES128-GCM-SHA256\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(
+            e.msg.starts_with(
+                "ciphers: cipher 'AES256-SHA' is not available in midge's TLS library"
+            ),
+            "{e}"
+        );
+        assert!(e.msg.contains("ECDHE-ECDSA-AES256-GCM-SHA384"));
+        let e = p("listener 8883\nciphers_tls1.3 TLS_AES_128_CCM_SHA256\n").unwrap_err();
+        assert!(
+            e.msg.contains("'TLS_AES_128_CCM_SHA256' is not available"),
+            "{e}"
+        );
+        assert!(p("listener 8883\nciphers !ALL\n").is_err());
+    }
+
     #[test]
     fn websockets_listeners_read_as_in_mosquitto() {
         let c = p(

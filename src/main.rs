@@ -411,6 +411,7 @@ fn policies(cfg: &Config, local_port: u16) -> Result<Vec<ListenerPolicy>, String
             max_connections: usize::try_from(l.max_connections).ok(),
             passwords,
             acl,
+            cert_username: l.tls.enabled() && l.tls.username != config::CertUsername::Connect,
         });
     }
     Ok(out)

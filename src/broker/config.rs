@@ -26,6 +26,12 @@ pub struct ListenerPolicy {
     pub max_connections: Option<usize>,
     pub passwords: Option<Rc<PasswordFile>>,
     pub acl: Option<Rc<Acl>>,
+    /// `use_identity_as_username` / `use_subject_as_username` on a TLS listener: the name
+    /// the network layer read from the client's certificate ([`Broker::tls_identity`]) is the
+    /// user name, and no password is needed; a client without one is refused.
+    ///
+    /// [`Broker::tls_identity`]: super::Broker::tls_identity
+    pub cert_username: bool,
 }
 
 impl Default for ListenerPolicy {
@@ -42,6 +48,7 @@ impl Default for ListenerPolicy {
             max_connections: None,
             passwords: None,
             acl: None,
+            cert_username: false,
         }
     }
 }

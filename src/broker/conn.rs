@@ -63,6 +63,8 @@ pub(super) struct ConnExtra {
     pub(super) throttled_until: Option<Millis>,
     /// After a pause ran out: not paused again before this time (0: no such time).
     pub(super) no_throttle_until: Millis,
+    /// The user name from the client's TLS certificate, until CONNECT takes it.
+    pub(super) cert_name: Option<Box<str>>,
 }
 
 impl Blank for ConnExtra {
@@ -72,12 +74,14 @@ impl Blank for ConnExtra {
         will_delay: 0,
         throttled_until: None,
         no_throttle_until: 0,
+        cert_name: None,
     };
     fn is_blank(&self) -> bool {
         self.peer.is_none()
             && self.will.is_none()
             && self.throttled_until.is_none()
             && self.no_throttle_until == 0
+            && self.cert_name.is_none()
     }
 }
 

@@ -24,6 +24,14 @@ impl Broker {
         };
         conn.version = c.version;
         let listener = conn.listener as usize;
+        // use_identity_as_username / use_subject_as_username: the certificate's name replaces
+        // the CONNECT's user name and password, as in mosquitto.
+        let cert_name = conn.extra.get_mut().and_then(|e| e.cert_name.take());
+        let mut c = c;
+        if self.cfg.listeners[listener].cert_username {
+            c.username = cert_name.as_deref();
+            c.password = None;
+        }
         let client_id = self.validate_connect(listener, &c)?;
         self.admit(id, listener, &c, client_id, now);
         Ok(())
@@ -106,6 +114,18 @@ impl Broker {
         }
         // Authentication, as mosquitto 2.0: a user name is checked against the password file
         // if there is one; without one, a client is admitted only when anonymous access is on.
+        if policy.cert_username {
+            // The certificate was verified in the handshake; one without a usable name is
+            // refused as a bad user name (mosquitto's answer).
+            return match c.username {
+                Some(_) => Ok(client_id),
+                None => Err(Fault::Refused {
+                    code: connack::BAD_USERNAME_OR_PASSWORD,
+                    code5: reason::BAD_USER_NAME_OR_PASSWORD,
+                    why: "no user name in the client's certificate (use_identity_as_username)",
+                }),
+            };
+        }
         let (admitted, code5) = match (c.username, &policy.passwords) {
             // A user name without a password is refused, as in mosquitto.
             (Some(u), Some(pw)) => (

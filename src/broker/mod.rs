@@ -265,6 +265,14 @@ impl Broker {
         self.arm(id, now + self.cfg.connect_timeout_ms);
     }
 
+    /// The TLS layer of `id` verified the client's certificate and read `name` from it (its
+    /// CN or subject, as the listener says): with `cert_username` it is the user name.
+    pub fn tls_identity(&mut self, id: ConnId, name: &str) {
+        if let Some(c) = self.live(id) {
+            c.extra.cert_name = Some(name.into());
+        }
+    }
+
     /// Handles the bytes read from connection `id`, packet by packet. Returns how many were
     /// consumed: the rest is an incomplete packet that the caller keeps and passes again, with
     /// what follows it, next time. Once the connection is closed every byte is consumed.

@@ -40,6 +40,7 @@ pub mod connack {
     pub const ACCEPTED: u8 = 0;
     pub const UNACCEPTABLE_PROTOCOL_VERSION: u8 = 1;
     pub const IDENTIFIER_REJECTED: u8 = 2;
+    pub const BAD_USERNAME_OR_PASSWORD: u8 = 4;
     pub const NOT_AUTHORIZED: u8 = 5;
 }
 

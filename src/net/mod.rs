@@ -750,6 +750,9 @@ impl Server {
                         self.closed(key);
                         return;
                     }
+                    if let Some(name) = layer.take_identity() {
+                        self.broker.tls_identity(key, &name);
+                    }
                     std::mem::swap(&mut from, &mut to);
                 }
                 data = &from[..];

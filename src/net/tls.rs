@@ -518,46 +518,50 @@ pub mod subject {
     }
 
     /// The subject as OpenSSL prints it with `XN_FLAG_RFC2253` (what mosquitto's
-    /// `use_subject_as_username` takes): last RDN first, `,` between RDNs, `+` inside one,
+    /// `use_subject_as_username` takes): last attribute first, `,` between RDNs, `+` inside one,
     /// RFC 2253 escapes, bytes above 0x7f as `\XX`, unknown attributes as `OID=#hex`.
     pub fn rfc2253(cert: &[u8]) -> Option<String> {
         let rdns = subject(cert)?;
         let mut out = String::new();
-        for (i, rdn) in rdns.iter().rev().enumerate() {
-            if i > 0 {
-                out.push(',');
+        // OpenSSL reverses the whole list of attributes, those of a multi-valued RDN included.
+        let entries = rdns
+            .iter()
+            .enumerate()
+            .flat_map(|(i, rdn)| rdn.iter().map(move |a| (i, a)));
+        let mut last = None;
+        for (rdn, (oid, tag, v)) in entries.collect::<Vec<_>>().into_iter().rev() {
+            match last {
+                Some(l) if l == rdn => out.push('+'),
+                Some(_) => out.push(','),
+                None => {}
             }
-            for (j, (oid, tag, v)) in rdn.iter().enumerate() {
-                if j > 0 {
-                    out.push('+');
+            last = Some(rdn);
+            match (short_name(oid), text(*tag, v)) {
+                (Some(name), Some(value)) => {
+                    out.push_str(name);
+                    out.push('=');
+                    escape(&value, &mut out);
                 }
-                match (short_name(oid), text(*tag, v)) {
-                    (Some(name), Some(value)) => {
-                        out.push_str(name);
-                        out.push('=');
-                        escape(&value, &mut out);
+                _ => {
+                    out.push_str(&dotted(oid)?);
+                    out.push_str("=#");
+                    // The whole DER element: tag, length, contents.
+                    let mut der = vec![*tag];
+                    let len = v.len();
+                    if len < 0x80 {
+                        der.push(len as u8);
+                    } else {
+                        let bytes: Vec<u8> = len
+                            .to_be_bytes()
+                            .into_iter()
+                            .skip_while(|&b| b == 0)
+                            .collect();
+                        der.push(0x80 | bytes.len() as u8);
+                        der.extend(bytes);
                     }
-                    _ => {
-                        out.push_str(&dotted(oid)?);
-                        out.push_str("=#");
-                        // The whole DER element: tag, length, contents.
-                        let mut der = vec![*tag];
-                        let len = v.len();
-                        if len < 0x80 {
-                            der.push(len as u8);
-                        } else {
-                            let bytes: Vec<u8> = len
-                                .to_be_bytes()
-                                .into_iter()
-                                .skip_while(|&b| b == 0)
-                                .collect();
-                            der.push(0x80 | bytes.len() as u8);
-                            der.extend(bytes);
-                        }
-                        der.extend_from_slice(v);
-                        for b in der {
-                            out.push_str(&format!("{b:02X}"));
-                        }
+                    der.extend_from_slice(v);
+                    for b in der {
+                        out.push_str(&format!("{b:02X}"));
                     }
                 }
             }
@@ -581,5 +585,70 @@ pub mod subject {
                 _ => out.push(b as char),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(pem: &str) -> Vec<u8> {
+        certificates(pem.as_bytes()).unwrap().remove(0).to_vec()
+    }
+
+    /// A certificate made by `openssl req -utf8 -multivalue-rdn` with a subject that needs every
+    /// escape, and OpenSSL's own RFC 2253 rendering of it (`openssl x509 -nameopt RFC2253`):
+    /// what mosquitto's use_subject_as_username gives.
+    #[test]
+    fn the_subject_reads_as_openssl_prints_it() {
+        let cert = der(include_str!("../../tests/fixtures/tls/subject.pem"));
+        let expected = include_str!("../../tests/fixtures/tls/subject.rfc2253").trim_end();
+        assert_eq!(subject::rfc2253(&cert).as_deref(), Some(expected));
+        // The first CN in the certificate's order (OpenSSL's X509_NAME_get_index_by_NID).
+        assert_eq!(
+            subject::common_name(&cert).as_deref(),
+            Some(" sensor #1; \"lab\"")
+        );
+    }
+
+    /// The DER reader never panics and gives nothing for anything truncated or mangled.
+    #[test]
+    fn a_damaged_certificate_gives_no_name() {
+        let cert = der(include_str!("../../tests/fixtures/tls/subject.pem"));
+        for n in 0..cert.len() {
+            let _ = subject::rfc2253(&cert[..n]);
+            assert_eq!(subject::common_name(&cert[..n]), None);
+        }
+        let mut bad = cert.clone();
+        for i in 0..bad.len() {
+            let keep = bad[i];
+            bad[i] ^= 0xff;
+            let _ = subject::rfc2253(&bad);
+            let _ = subject::common_name(&bad);
+            bad[i] = keep;
+        }
+        assert_eq!(
+            subject::rfc2253(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
+    }
+
+    #[test]
+    fn key_files_are_explained() {
+        let e = private_key(
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("the key is encrypted with a passphrase"),
+            "{e}"
+        );
+        let e =
+            private_key(b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n").unwrap_err();
+        assert!(e.starts_with("the key is encrypted"), "{e}");
+        let e = private_key(b"hello").unwrap_err();
+        assert!(e.starts_with("no PEM private key"), "{e}");
+        let e = certificates(b"").unwrap_err();
+        assert_eq!(e, "no PEM certificate (BEGIN CERTIFICATE) in it");
     }
 }

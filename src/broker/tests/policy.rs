@@ -46,6 +46,35 @@ fn username_as_client_id() {
     );
 }
 
+/// use_identity_as_username: the certificate's name is the user name (the CONNECT's name and
+/// password are ignored, a password file is not consulted); a TLS client without one is
+/// refused as a bad user name, as mosquitto does.
+#[test]
+fn a_certificate_name_replaces_the_connect_user_name() {
+    let pw = crate::auth::password::PasswordFile::parse_bytes(b"bob:$7$101$x$y\n").0;
+    let mut h = with_policy(
+        |p| {
+            p.cert_username = true;
+            p.allow_anonymous = false;
+            p.passwords = Some(Rc::new(pw));
+        },
+        |_| {},
+    );
+    h.open(1);
+    h.b.tls_identity(1, "sensor1");
+    let mut c = login("c1", Some("bob"));
+    c.password = Some(b"wrong");
+    h.send(1, Packet::Connect(c));
+    assert_eq!(h.take(1), enc(&[connack(false, 0)]));
+    let sid = h.b.conns[1].as_ref().unwrap().session.unwrap();
+    assert_eq!(h.b.sessions[sid].username.as_deref(), Some("sensor1"));
+    // No certificate name: refused with "bad user name or password".
+    assert_eq!(
+        h.client(2, login("c2", Some("sensor1"))),
+        enc(&[connack(false, connack::BAD_USERNAME_OR_PASSWORD)])
+    );
+}
+
 #[test]
 fn named_clients_without_a_password_file_follow_allow_anonymous() {
     // mosquitto 2.0: no password file and allow_anonymous false refuses everyone.
