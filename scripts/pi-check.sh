@@ -118,9 +118,9 @@ PKGS=(
 # aarch64-linux-musl-gcc wrapper around the gnu cross gcc (multiarch: armel and arm64 only;
 # never armhf, which is armv7 code and whose index has been seen half-synced).
 MUSL_PKGS=(musl-dev:armel musl-dev:arm64)
-# What the interop tests drive the broker with, as in scripts/test.sh: mosquitto_pub/_sub, and
-# the mosquitto package for mosquitto_passwd and the reference broker.
-TEST_PKGS=(mosquitto-clients mosquitto)
+# What the interop tests drive the broker with, as in scripts/test.sh: mosquitto_pub/_sub, the
+# mosquitto package for mosquitto_passwd and the reference broker, openssl for the TLS tests.
+TEST_PKGS=(mosquitto-clients mosquitto openssl)
 
 install_packages() {
   local want=("${PKGS[@]}") missing=() p

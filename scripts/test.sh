@@ -20,6 +20,8 @@ command -v python3 >/dev/null || apt_missing+=(python3 python3-pip)
 # WebSocket tests: MQTT.js under node, and a page in headless Chromium.
 command -v node >/dev/null || apt_missing+=(nodejs npm)
 command -v chromium >/dev/null || apt_missing+=(chromium)
+# The TLS tests make their certificates with the openssl CLI and use openssl s_client.
+command -v openssl >/dev/null || apt_missing+=(openssl)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "installing ${apt_missing[*]}"
   as_root apt-get update -qq

@@ -159,6 +159,15 @@ fn revocation_lists(pem: &[u8]) -> Result<Vec<CertificateRevocationListDer<'stat
     if crls.is_empty() {
         return Err("no PEM revocation list (BEGIN X509 CRL) in it".into());
     }
+    if crls.iter().any(|c| subject::crl_version_1(c)) {
+        // RFC 5280 5.1.2.1: a CRL with the extensions the profile requires is version 2.
+        return Err(
+            "it is a version 1 CRL and only version 2 is accepted: give `openssl ca` \
+                    a crlnumber file (echo 01 > crlnumber, named by `crlnumber` in its \
+                    config) and make the CRL again with `openssl ca -gencrl`"
+                .into(),
+        );
+    }
     Ok(crls)
 }
 
@@ -222,6 +231,8 @@ pub struct TlsLayer {
     username: CertUsername,
     /// Whether any byte has arrived (the first says whether the client speaks TLS at all).
     started: bool,
+    /// The client does not speak TLS: it gets no TLS bytes, not even an alert.
+    not_tls: bool,
     /// The user name from the client's certificate, once, after the handshake.
     identity: Option<String>,
     identity_done: bool,
@@ -237,6 +248,7 @@ impl TlsLayer {
             conn,
             username,
             started: false,
+            not_tls: false,
             identity: None,
             identity_done: false,
         }
@@ -253,8 +265,13 @@ impl Layer for TlsLayer {
             // A TLS connection starts with a handshake record (22); an MQTT one with CONNECT.
             match input[0] {
                 0x16 => {}
-                0x10 => return Err("plaintext MQTT on a TLS listener".into()),
-                b => return Err(format!("not TLS (first byte 0x{b:02x}) on a TLS listener")),
+                b => {
+                    self.not_tls = true;
+                    return Err(match b {
+                        0x10 => "plaintext MQTT on a TLS listener".into(),
+                        b => format!("not TLS (first byte 0x{b:02x}) on a TLS listener"),
+                    });
+                }
             }
         }
         while !input.is_empty() {
@@ -293,7 +310,7 @@ impl Layer for TlsLayer {
     }
 
     fn drain(&mut self, down: &mut dyn Write) -> io::Result<()> {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.conn.as_mut().filter(|_| !self.not_tls) else {
             return Ok(());
         };
         while conn.wants_write() {
@@ -305,11 +322,13 @@ impl Layer for TlsLayer {
     }
 
     fn pending(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| c.wants_write())
+        !self.not_tls && self.conn.as_ref().is_some_and(|c| c.wants_write())
     }
 
     fn close(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
+        // After a handshake: close_notify. During one, any alert rustls queued for a failure
+        // is sent (by the drain that follows), and nothing more.
+        if let Some(conn) = self.conn.as_mut().filter(|c| !c.is_handshaking()) {
             conn.send_close_notify();
         }
     }
@@ -326,8 +345,14 @@ fn tls_error(e: &rustls::Error) -> String {
         E::NoCertificatesPresented => {
             "TLS error: the client sent no certificate (require_certificate)".into()
         }
-        E::InvalidCertificate(C::Expired) => {
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
             "TLS error: the client's certificate has expired".into()
+        }
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "TLS error: the client's certificate is not valid yet (is the clock right?)".into()
+        }
+        E::InvalidCertificate(C::UnknownRevocationStatus) => {
+            "TLS error: the client's certificate is from a CA that crlfile has no CRL for".into()
         }
         E::InvalidCertificate(C::Revoked) => {
             "TLS error: the client's certificate is revoked (crlfile)".into()
@@ -454,6 +479,13 @@ pub mod subject {
             }
             _ => None,
         }
+    }
+
+    /// Whether a DER CRL lacks the version field (version 1): its TBSCertList starts with the
+    /// signature algorithm (a SEQUENCE) instead of the version (an INTEGER).
+    pub fn crl_version_1(crl: &[u8]) -> bool {
+        let tbs = element(crl).and_then(|(_, c, _)| element(c));
+        matches!(tbs.and_then(|(_, t, _)| element(t)), Some((SEQUENCE, _, _)))
     }
 
     const CN: &[u8] = &[0x55, 0x04, 0x03];
