@@ -526,8 +526,18 @@ fn connect_timeout_covers_the_handshake() {
 /// paho-mqtt (Python) with TLS and a client certificate: QoS 1 round trip.
 #[test]
 fn paho_over_tls_with_a_client_certificate() {
+    paho_tls("", "tcp");
+}
+
+/// The same over WebSocket in TLS (wss): the TLS layer under the WebSocket layer.
+#[test]
+fn paho_over_wss_with_a_client_certificate() {
+    paho_tls("protocol websockets\n", "websockets");
+}
+
+fn paho_tls(extra: &str, transport: &str) {
     let m = tls_broker(&format!(
-        "cafile {}\nrequire_certificate true\nallow_anonymous true\n",
+        "cafile {}\nrequire_certificate true\nallow_anonymous true\n{extra}",
         pem("ca.crt")
     ));
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/paho_tls.py");
@@ -538,10 +548,11 @@ fn paho_over_tls_with_a_client_certificate() {
         .arg(m.port.to_string())
         .arg(pem("ca.crt"))
         .arg(pem("client.crt"))
-        .arg(pem("client.key")));
+        .arg(pem("client.key"))
+        .arg(transport));
     assert!(
         o.status.success() && text(&o.stdout) == "OK\n",
-        "paho_tls.py: {}{}\nlog:\n{}",
+        "paho_tls.py {transport}: {}{}\nlog:\n{}",
         text(&o.stdout),
         text(&o.stderr),
         m.log_text()

@@ -1,6 +1,6 @@
 """paho-mqtt 2.x over TLS with a client certificate: QoS 1 round trip between two clients.
 
-Usage: python3 paho_tls.py HOST PORT CAFILE CERTFILE KEYFILE
+Usage: python3 paho_tls.py HOST PORT CAFILE CERTFILE KEYFILE [tcp|websockets]
 Prints OK and exits 0 when every check passes; otherwise prints FAIL: ... on stderr and exits 1.
 """
 
@@ -11,13 +11,16 @@ import sys
 from pahoutil import Failure, Peer, check
 
 
-def main(host, port, cafile, certfile, keyfile):
+def main(host, port, cafile, certfile, keyfile, transport="tcp"):
     peers = []
     for name in ("paho-tls-sub", "paho-tls-pub"):
-        p = Peer(host, port, name)
+        p = Peer(host, port, name, transport=transport)
         p.c.tls_set(ca_certs=cafile, certfile=certfile, keyfile=keyfile, cert_reqs=ssl.CERT_REQUIRED)
         p.start()
-        version = p.c.socket().version()
+        sock = p.c.socket()
+        # Over WebSocket paho wraps the TLS socket.
+        sock = getattr(sock, "_socket", sock)
+        version = sock.version()
         check(version in ("TLSv1.2", "TLSv1.3"), f"{name}: negotiated {version}")
         peers.append(p)
     sub, pub = peers
@@ -33,8 +36,8 @@ def main(host, port, cafile, certfile, keyfile):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 6:
-        print(f"usage: {sys.argv[0]} HOST PORT CAFILE CERTFILE KEYFILE", file=sys.stderr)
+    if len(sys.argv) not in (6, 7):
+        print(f"usage: {sys.argv[0]} HOST PORT CAFILE CERTFILE KEYFILE [tcp|websockets]", file=sys.stderr)
         sys.exit(2)
     try:
         main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])

@@ -32,7 +32,7 @@ def check(cond, what):
 class Peer:
     """A paho client on a background loop thread that records what it sees."""
 
-    def __init__(self, host, port, client_id, clean_session=True, will=None):
+    def __init__(self, host, port, client_id, clean_session=True, will=None, transport="tcp"):
         self.host = host
         self.port = port
         self.name = client_id
@@ -46,6 +46,7 @@ class Peer:
             client_id=client_id,
             protocol=mqtt.MQTTv311,
             clean_session=clean_session,
+            transport=transport,
         )
         c.on_connect = self._on_connect
         c.on_message = self._on_message
