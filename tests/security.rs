@@ -268,7 +268,7 @@ fn config_errors_name_the_file_and_line_and_exit_1() {
         ),
         (
             "listener 0 127.0.0.1\ncertfile /etc/x.pem\n",
-            ":2: option 'certfile' is not supported by midge yet",
+            ":2: listener 0: certfile without keyfile; both must be given to enable TLS",
         ),
         (
             "allow_anonymous maybe\n",
