@@ -411,13 +411,13 @@ impl PasswordFile {
         p.finish()
     }
 
-    /// Whether `user` may log in with `password`. False for a user the file does not name, and
-    /// for one with a line that could not be used. The caller must refuse a client that sent a
-    /// user name without a password itself (as mosquitto does): a password file can hold the
-    /// hash of an empty password.
+    /// Whether `user` may log in with `password`. False for a user the file does not name, for
+    /// one with a line that could not be used, and for an empty password even when the file
+    /// holds the hash of one (mosquitto 2.0 refuses empty passwords too). The caller must refuse
+    /// a client that sent a user name without a password itself (as mosquitto does).
     pub fn check(&self, user: &str, password: &[u8]) -> bool {
         match self.users.get(user) {
-            Some(Entry::Valid { hash, .. }) => hash.verify(password),
+            Some(Entry::Valid { hash, .. }) if !password.is_empty() => hash.verify(password),
             _ => {
                 // Spend the time anyway; the result is thrown away.
                 std::hint::black_box(decoy().verify(password));

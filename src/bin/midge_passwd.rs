@@ -18,6 +18,8 @@
 //! - Extra arguments are an error rather than ignored (`-b FILE USER my password` would otherwise
 //!   set the password "my"). User names that could never log in (empty, with blanks around them,
 //!   or starting with `#`) are refused.
+//! - An empty password is refused with `-b` too, as at the prompt (mosquitto_passwd 2.0 writes
+//!   its hash with `-b`, but neither broker ever accepts an empty password).
 //! - Ctrl-C at a password prompt exits with status 130 (mosquitto_passwd: 0).
 //! - After writing, the problems the broker would log about the file are printed as warnings.
 
@@ -236,6 +238,11 @@ fn parse_args(args: &[OsString]) -> Result<Args, Fail> {
     match &action {
         Action::Set { user, password, .. } => {
             check_user(user)?;
+            // The broker never accepts an empty password, so a line for one is refused, as
+            // mosquitto_passwd refuses one at its prompt.
+            if password.as_ref().is_some_and(|p| p.is_empty()) {
+                return Err(fail("Error: Empty password."));
+            }
             if password.as_ref().is_some_and(|p| p.len() > MAX_LEN) {
                 return Err(fail(
                     "Error: Password must be less than 65536 characters long.",
@@ -969,6 +976,8 @@ mod tests {
             err(&["-b", "f", "", "p"]),
             "Error: Username must not be empty."
         );
+        assert_eq!(err(&["-b", "f", "u", ""]), "Error: Empty password.");
+        assert_eq!(err(&["-c", "-b", "f", "u", ""]), "Error: Empty password.");
         assert!(err(&["-b", "f", " u", "p"]).starts_with("Error: Username must not begin or end"));
         assert!(err(&["-b", "f", "u ", "p"]).starts_with("Error: Username must not begin or end"));
         assert!(err(&["-b", "f", "#u", "p"]).starts_with("Error: Username must not begin with '#'"));

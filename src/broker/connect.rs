@@ -126,14 +126,13 @@ impl Broker {
                 }),
             };
         }
-        let (admitted, code5) = match (c.username, &policy.passwords) {
-            // A user name without a password is refused, as in mosquitto.
-            (Some(u), Some(pw)) => (
-                c.password.is_some_and(|p| pw.check(u, p)),
-                reason::BAD_USER_NAME_OR_PASSWORD,
-            ),
-            _ => (policy.allow_anonymous, reason::NOT_AUTHORIZED),
+        // A user name without a password is refused, as in mosquitto. Every refusal answers
+        // Not authorized (0x87 / 5), as mosquitto 2.0 does for a wrong password too.
+        let admitted = match (c.username, &policy.passwords) {
+            (Some(u), Some(pw)) => c.password.is_some_and(|p| pw.check(u, p)),
+            _ => policy.allow_anonymous,
         };
+        let code5 = reason::NOT_AUTHORIZED;
         if !admitted {
             return Err(Fault::Refused {
                 code: connack::NOT_AUTHORIZED,

@@ -228,6 +228,7 @@ def login(v):
         ("no-credentials", dict()),
         ("user-no-password", dict(user="alice")),
         ("empty-password-user", dict(user="empty", pw="")),
+        ("same-salt-nonempty-password", dict(user="plain12", pw="x")),
         ("empty-password-alice", dict(user="alice", pw="")),
         ("empty-user", dict(user="", pw="secret")),
     ]
