@@ -14,7 +14,7 @@ use super::session::{Session, NEVER};
 use super::timers::{after_secs, keepalive_deadline};
 use super::{connack, mounted, reason, Broker, Close, ConnId, Fault, Handled, Message, Millis};
 use super::{SessionId, State};
-use crate::mqtt::{self, Properties, QoS, Status, Version};
+use crate::mqtt::{self, Properties, QoS, Version};
 
 impl Broker {
     /// CONNECT, the first packet of a connection.
@@ -358,19 +358,4 @@ impl Broker {
             b & 0xffff_ffff_ffff
         )
     }
-}
-
-/// Whether the bytes of a (broken) CONNECT say protocol level 5.
-pub(super) fn connect_is_v5(bytes: &[u8]) -> bool {
-    let Some(&b0) = bytes.first() else {
-        return false;
-    };
-    if b0 >> 4 != mqtt::CONNECT {
-        return false;
-    }
-    let Ok(Status::Complete(_, n)) = mqtt::read_remaining_length(&bytes[1..]) else {
-        return false;
-    };
-    let body = &bytes[1 + n..];
-    body.get(..7) == Some(&[0, 4, b'M', b'Q', b'T', b'T', 5][..])
 }

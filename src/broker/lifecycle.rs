@@ -26,6 +26,9 @@ pub enum Close {
     Timeout,
     /// The client broke the protocol; the MQTT 5 reason code to send.
     Protocol(u8),
+    /// The client broke the protocol, and is not told why (as mosquitto does for a broken
+    /// CONNECT, a second CONNECT, a remaining length of five bytes or a PINGREQ with a body).
+    Dropped,
     /// Another connection took over the client id [MQTT-3.1.4-2].
     Takeover,
     /// CONNECT was refused with a CONNACK return code.
@@ -167,7 +170,7 @@ impl Broker {
             Close::SocketError => info!("Socket error on client {name}, disconnecting."),
             Close::Timeout => info!("Client {name} has exceeded timeout, disconnecting."),
             Close::Shutdown => info!("Client {name} disconnected: server shutting down."),
-            Close::Protocol(_) | Close::Takeover | Close::Refused => {}
+            Close::Protocol(_) | Close::Dropped | Close::Takeover | Close::Refused => {}
         }
         self.mark(id);
         let will = will.filter(|w| {

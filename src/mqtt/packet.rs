@@ -288,7 +288,9 @@ fn check_flags(byte1: u8) -> Result<(), Error> {
             return Ok(());
         }
         PUBREL | SUBSCRIBE | UNSUBSCRIBE => 0x02,
-        CONNECT | CONNACK | PUBACK | PUBREC | PUBCOMP | SUBACK | UNSUBACK | PINGREQ | PINGRESP
+        // Judged in decode_connect: MQTT 3.1 (as mosquitto) ignores them.
+        CONNECT => return Ok(()),
+        CONNACK | PUBACK | PUBREC | PUBCOMP | SUBACK | UNSUBACK | PINGREQ | PINGRESP
         | DISCONNECT | AUTH => 0x00,
         _ => {
             return Err(Error::Malformed(
@@ -326,11 +328,31 @@ fn pid(r: &mut Reader<'_>) -> Result<u16, Error> {
     Ok(id)
 }
 
+/// A packet body with bytes after its last field.
+pub const TRAILING: Error = Error::Malformed("packet body longer than its fields");
+
+/// The same complaint, as Malformed Packet.
+fn malformed(e: Error) -> Error {
+    match e {
+        Error::Protocol(m) => Error::Malformed(m),
+        e => e,
+    }
+}
+
+/// A property SUBSCRIBE and UNSUBSCRIBE may not carry is a Malformed Packet, as mosquitto says.
+fn not_allowed_malformed(e: Error) -> Error {
+    if e == super::props::NOT_ALLOWED {
+        malformed(e)
+    } else {
+        e
+    }
+}
+
 fn end(r: &Reader<'_>) -> Result<(), Error> {
     if r.is_empty() {
         Ok(())
     } else {
-        Err(Error::Malformed("packet body longer than its fields"))
+        Err(TRAILING)
     }
 }
 
@@ -339,7 +361,7 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
     let v5 = version == Version::V5;
     let mut r = Reader::new(body);
     let p = match byte1 >> 4 {
-        CONNECT => return decode_connect(&mut r),
+        CONNECT => return decode_connect(byte1, &mut r),
         CONNACK => {
             let flags = r.u8()?;
             let code = r.u8()?;
@@ -376,6 +398,7 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
             if !(v5 && t.is_empty() && props.topic_alias.is_some()) {
                 topic::validate_name(t)?;
             }
+            topic::check_depth(t)?;
             Packet::Publish(Publish {
                 dup: byte1 & 0x08 != 0,
                 qos,
@@ -390,10 +413,12 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
         PUBREC => Packet::Pubrec(ack(&mut r, v5, Place::Pubrec)?),
         PUBREL => Packet::Pubrel(ack(&mut r, v5, Place::Pubrel)?),
         PUBCOMP => Packet::Pubcomp(ack(&mut r, v5, Place::Pubcomp)?),
+        // mosquitto answers every broken SUBSCRIBE and UNSUBSCRIBE, packet identifier 0 and no
+        // filter included, with 0x81 (Malformed Packet); so does midge.
         SUBSCRIBE => {
-            let id = pid(&mut r)?;
+            let id = pid(&mut r).map_err(malformed)?;
             let props = if v5 {
-                Properties::decode(&mut r, Place::Subscribe)?
+                Properties::decode(&mut r, Place::Subscribe).map_err(not_allowed_malformed)?
             } else {
                 Properties::default()
             };
@@ -409,14 +434,15 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
                 }
                 // 3.1.1 calls it malformed [MQTT-3.8.3-4], 5.0 a Protocol Error (3.8.3.1):
                 // both close the connection, and 5.0 says which with DISCONNECT 0x82.
-                let qos = QoS::from_u8(opts & 3).ok_or(Error::Protocol(
+                let qos = QoS::from_u8(opts & 3).ok_or(Error::Malformed(
                     "[MQTT-3.8.3-4] SUBSCRIBE Maximum QoS 3 (a Protocol Error in 5.0, 3.8.3.1)",
                 ))?;
                 let retain_handling = (opts >> 4) & 3;
                 if retain_handling == 3 {
-                    return Err(Error::Protocol("SUBSCRIBE retain handling 3"));
+                    return Err(Error::Malformed("SUBSCRIBE retain handling 3"));
                 }
                 topic::validate_filter(f)?;
+                topic::check_depth(f)?;
                 filters.push((
                     f,
                     SubOptions {
@@ -428,7 +454,7 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
                 ));
             }
             if filters.is_empty() {
-                return Err(Error::Protocol(
+                return Err(Error::Malformed(
                     "[MQTT-3.8.3-3] SUBSCRIBE with no topic filter",
                 ));
             }
@@ -452,9 +478,9 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
             }
         }
         UNSUBSCRIBE => {
-            let id = pid(&mut r)?;
+            let id = pid(&mut r).map_err(malformed)?;
             let props = if v5 {
-                Properties::decode(&mut r, Place::Unsubscribe)?
+                Properties::decode(&mut r, Place::Unsubscribe).map_err(not_allowed_malformed)?
             } else {
                 Properties::default()
             };
@@ -462,10 +488,11 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
             while !r.is_empty() {
                 let f = r.string()?;
                 topic::validate_filter(f)?;
+                topic::check_depth(f)?;
                 filters.push(f);
             }
             if filters.is_empty() {
-                return Err(Error::Protocol(
+                return Err(Error::Malformed(
                     "[MQTT-3.10.3-2] UNSUBSCRIBE with no topic filter",
                 ));
             }
@@ -513,12 +540,39 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
 /// optional properties (absent when the remaining length stops before them).
 fn ack<'a>(r: &mut Reader<'a>, v5: bool, place: Place) -> Result<Ack<'a>, Error> {
     let id = pid(r)?;
+    // mosquitto judges a PUBREC's or PUBREL's reason code before its properties, a PUBACK's
+    // or PUBCOMP's after them; an unknown code is a Protocol Error (sections 3.4.2.1 to 3.7.2.1).
+    let early = matches!(place, Place::Pubrec | Place::Pubrel);
+    if v5 && early && !r.is_empty() {
+        let mut peek = r.clone();
+        check_ack_reason(place, peek.u8()?)?;
+    }
     let (reason, props) = reason_props(r, v5, place)?;
+    check_ack_reason(place, reason)?;
     Ok(Ack {
         pid: id,
         reason,
         props,
     })
+}
+
+/// The reason codes each acknowledgement may carry (MQTT 5 sections 3.4.2.1 to 3.7.2.1).
+fn check_ack_reason(place: Place, code: u8) -> Result<(), Error> {
+    let ok = match place {
+        Place::Puback | Place::Pubrec => matches!(
+            code,
+            0x00 | 0x10 | 0x80 | 0x83 | 0x87 | 0x90 | 0x91 | 0x97 | 0x99
+        ),
+        Place::Pubrel | Place::Pubcomp => matches!(code, 0x00 | 0x92),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Protocol(
+            "acknowledgement with an unknown reason code",
+        ))
+    }
 }
 
 /// MQTT 5's optional reason code and optional properties at the end of a packet.
@@ -539,13 +593,16 @@ fn reason_props<'a>(
     Ok((reason, props))
 }
 
-fn decode_connect<'a>(r: &mut Reader<'a>) -> Result<Packet<'a>, Error> {
+fn decode_connect<'a>(byte1: u8, r: &mut Reader<'a>) -> Result<Packet<'a>, Error> {
     let name = r.binary()?;
     let level = r.u8()?;
+    // Levels 0x83 and 0x84 are 3.1 and 3.1.1 from a mosquitto bridge (the top bit says so);
+    // mosquitto accepts them as those versions, and midge treats them as plain clients.
     let version = match (name, level) {
-        (b"MQTT", 4) => Version::V311,
+        (b"MQTT", 4 | 0x84) => Version::V311,
         (b"MQTT", 5) => Version::V5,
-        (b"MQIsdp", 3) => Version::V31,
+        (b"MQIsdp", 3 | 0x83) => Version::V31,
+        (b"MQTT", 0x85) => return Err(Error::Malformed("MQTT 5 bridge protocol level")),
         (b"MQTT", l) | (b"MQIsdp", l) => return Err(Error::UnsupportedVersion(l)),
         _ => {
             return Err(Error::Protocol(
@@ -553,6 +610,11 @@ fn decode_connect<'a>(r: &mut Reader<'a>) -> Result<Packet<'a>, Error> {
             ))
         }
     };
+    if byte1 & 0x0f != 0 && version != Version::V31 {
+        return Err(Error::Malformed(
+            "[MQTT-2.2.2-1] [MQTT-2.2.2-2] invalid fixed header flags for the packet type",
+        ));
+    }
     let flags = r.u8()?;
     if flags & 0x01 != 0 {
         return Err(Error::Malformed("[MQTT-3.1.2-3] CONNECT reserved flag set"));

@@ -55,6 +55,7 @@ pub fn remaining_length_len(len: usize) -> usize {
 }
 
 /// A cursor over one packet body.
+#[derive(Clone)]
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -114,7 +115,9 @@ impl<'a> Reader<'a> {
 }
 
 /// Validates an MQTT UTF-8 string: well-formed UTF-8, which excludes the surrogates U+D800..U+DFFF
-/// [MQTT-1.5.3-1], and no U+0000 [MQTT-1.5.3-2].
+/// [MQTT-1.5.3-1], and no U+0000 [MQTT-1.5.3-2]. The control characters U+0001..U+001F and
+/// U+007F..U+009F and the non-characters (U+FDD0..U+FDEF and U+xxFFFE/U+xxFFFF) are refused
+/// too, as mosquitto 2.0 refuses them; the spec allows either [MQTT-1.5.3-2] (section 1.5.4).
 pub fn utf8(b: &[u8]) -> Result<&str, Error> {
     let s = std::str::from_utf8(b).map_err(|_| {
         Error::Malformed("[MQTT-1.5.3-1] string is not well-formed UTF-8 (or holds a surrogate)")
@@ -122,7 +125,21 @@ pub fn utf8(b: &[u8]) -> Result<&str, Error> {
     if memchr::memchr(0, b).is_some() {
         return Err(Error::Malformed("[MQTT-1.5.3-2] string contains U+0000"));
     }
+    // Only bytes below 0x20, 0x7f, and the lead bytes 0xc2 (U+0080..U+00BF), 0xef
+    // (U+E000..U+FFFF) and 0xf0..0xf4 (planes 1-16) can start a refused character.
+    let suspect = |c: &u8| *c < 0x20 || *c == 0x7f || *c == 0xc2 || *c == 0xef || *c >= 0xf0;
+    if b.iter().any(suspect) && s.chars().any(refused_char) {
+        return Err(Error::Malformed(
+            "string contains a control character or a non-character (refused as mosquitto does)",
+        ));
+    }
     Ok(s)
+}
+
+/// U+0001..U+001F, U+007F..U+009F, U+FDD0..U+FDEF and the last two code points of each plane.
+fn refused_char(c: char) -> bool {
+    let c = c as u32;
+    c < 0x20 || (0x7f..=0x9f).contains(&c) || (0xfdd0..=0xfdef).contains(&c) || c & 0xfffe == 0xfffe
 }
 
 pub fn write_u16(out: &mut Vec<u8>, v: u16) {

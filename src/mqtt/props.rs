@@ -121,6 +121,45 @@ fn allowed(prop: u8, place: Place) -> bool {
     }
 }
 
+/// A known property on a packet that may not carry it.
+pub const NOT_ALLOWED: Error =
+    Error::Protocol("[MQTT-2.2.2-1] property not allowed on this packet");
+
+/// Whether `pid` is a property identifier of MQTT 5 (table 2-4).
+fn known(pid: u8) -> bool {
+    use id::*;
+    matches!(
+        pid,
+        PAYLOAD_FORMAT_INDICATOR
+            | MESSAGE_EXPIRY_INTERVAL
+            | CONTENT_TYPE
+            | RESPONSE_TOPIC
+            | CORRELATION_DATA
+            | SUBSCRIPTION_IDENTIFIER
+            | SESSION_EXPIRY_INTERVAL
+            | ASSIGNED_CLIENT_IDENTIFIER
+            | SERVER_KEEP_ALIVE
+            | AUTHENTICATION_METHOD
+            | AUTHENTICATION_DATA
+            | REQUEST_PROBLEM_INFORMATION
+            | WILL_DELAY_INTERVAL
+            | REQUEST_RESPONSE_INFORMATION
+            | RESPONSE_INFORMATION
+            | SERVER_REFERENCE
+            | REASON_STRING
+            | RECEIVE_MAXIMUM
+            | TOPIC_ALIAS_MAXIMUM
+            | TOPIC_ALIAS
+            | MAXIMUM_QOS
+            | RETAIN_AVAILABLE
+            | USER_PROPERTY
+            | MAXIMUM_PACKET_SIZE
+            | WILDCARD_SUBSCRIPTION_AVAILABLE
+            | SUBSCRIPTION_IDENTIFIER_AVAILABLE
+            | SHARED_SUBSCRIPTION_AVAILABLE
+    )
+}
+
 fn dup() -> Error {
     Error::Protocol("[MQTT-2.2.2-2] a property appears more than once")
 }
@@ -171,10 +210,12 @@ impl<'a> Properties<'a> {
         while !r.is_empty() {
             let pid = read_varint(&mut r)?;
             let pid = u8::try_from(pid).map_err(|_| Error::Malformed("unknown property"))?;
+            // A known property on the wrong packet is a Protocol Error, as mosquitto answers.
+            if !allowed(pid, place) && known(pid) {
+                return Err(NOT_ALLOWED);
+            }
             if !allowed(pid, place) {
-                return Err(Error::Malformed(
-                    "[MQTT-2.2.2-1] property not allowed on this packet",
-                ));
+                return Err(Error::Malformed("unknown property"));
             }
             match pid {
                 id::PAYLOAD_FORMAT_INDICATOR => set(
@@ -195,7 +236,7 @@ impl<'a> Properties<'a> {
                 id::SUBSCRIPTION_IDENTIFIER => {
                     let v = read_varint(&mut r)?;
                     if v == 0 {
-                        return Err(Error::Protocol(
+                        return Err(Error::Malformed(
                             "[MQTT-3.8.2-1] subscription identifier is zero",
                         ));
                     }

@@ -171,7 +171,16 @@ fn malformed(b: &[u8], clause: &str) {
 #[test]
 fn fixed_header_flags_are_checked() {
     // [MQTT-2.2.2-1] [MQTT-2.2.2-2]: each type's flags are fixed.
-    malformed(&[0x11, 0x00], "MQTT-2.2.2-2"); // CONNECT with flags
+    // CONNECT with flags: judged after the protocol name, as mosquitto does (3.1 ignores them).
+    let mut c = vec![0x11, 0x0c, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0];
+    malformed(&c, "MQTT-2.2.2-2");
+    c = vec![
+        0x11, 0x0e, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 2, 0, 60, 0, 0,
+    ];
+    assert!(matches!(
+        dec(&c),
+        Ok(Status::Complete(Packet::Connect(_), 16))
+    ));
     malformed(&[0x60, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // PUBREL without 0010
     malformed(&[0x80, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // SUBSCRIBE without 0010
     malformed(&[0xa0, 0x02, 0x00, 0x01], "MQTT-2.2.2-2"); // UNSUBSCRIBE without 0010
@@ -189,7 +198,8 @@ fn fixed_header_flags_are_checked() {
 #[test]
 fn flags_are_rejected_before_the_body_arrives() {
     // A bad first byte is an error at once, not "need more".
-    malformed(&[0x11], "MQTT-2.2.2");
+    malformed(&[0x41], "MQTT-2.2.2");
+    malformed(&[0x80], "MQTT-2.2.2");
 }
 
 #[test]
@@ -622,10 +632,10 @@ fn v5_property_rules() {
     ));
     // Payload format indicator must be 0 or 1.
     assert!(dec5(&v5_publish(&[0x01, 2])).is_err());
-    // Subscription identifier 0 is a protocol error.
+    // Subscription identifier 0 is malformed (mosquitto answers 0x81).
     assert!(matches!(
         dec5(&v5_publish(&[0x0b, 0])),
-        Err(Error::Protocol(_))
+        Err(Error::Malformed(_))
     ));
     // User properties may repeat, and keep their order.
     let b = v5_publish(&[0x26, 0, 1, b'k', 0, 1, b'1', 0x26, 0, 1, b'k', 0, 1, b'2']);
@@ -665,10 +675,10 @@ fn v5_subscribe_options_rules() {
         &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x40],
         "MQTT-3.8.3-5",
     );
-    // Retain handling 3.
+    // Retain handling 3: malformed, as mosquitto answers (0x81).
     assert!(matches!(
         dec5(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30]),
-        Err(Error::Protocol(_))
+        Err(Error::Malformed(_))
     ));
     // Options round trip.
     let Status::Complete(Packet::Subscribe { filters, .. }, _) =

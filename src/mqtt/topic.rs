@@ -6,10 +6,10 @@ use super::Error;
 /// characters [MQTT-3.3.2-2].
 pub fn validate_name(topic: &str) -> Result<(), Error> {
     if topic.is_empty() {
-        return Err(Error::Protocol("[MQTT-4.7.3-1] topic name is empty"));
+        return Err(Error::Malformed("[MQTT-4.7.3-1] topic name is empty"));
     }
     if memchr::memchr2(b'+', b'#', topic.as_bytes()).is_some() {
-        return Err(Error::Protocol(
+        return Err(Error::Malformed(
             "[MQTT-3.3.2-2] topic name contains a wildcard character",
         ));
     }
@@ -20,7 +20,7 @@ pub fn validate_name(topic: &str) -> Result<(), Error> {
 /// the whole last level [MQTT-4.7.1-2]; `+` only as a whole level [MQTT-4.7.1-3].
 pub fn validate_filter(filter: &str) -> Result<(), Error> {
     if filter.is_empty() {
-        return Err(Error::Protocol("[MQTT-4.7.3-1] topic filter is empty"));
+        return Err(Error::Malformed("[MQTT-4.7.3-1] topic filter is empty"));
     }
     let b = filter.as_bytes();
     if memchr::memchr2(b'+', b'#', b).is_none() {
@@ -29,15 +29,31 @@ pub fn validate_filter(filter: &str) -> Result<(), Error> {
     let mut levels = filter.split('/').peekable();
     while let Some(level) = levels.next() {
         if level.contains('#') && (level != "#" || levels.peek().is_some()) {
-            return Err(Error::Protocol(
+            return Err(Error::Malformed(
                 "[MQTT-4.7.1-2] '#' must be the whole last level of a topic filter",
             ));
         }
         if level.contains('+') && level != "+" {
-            return Err(Error::Protocol(
+            return Err(Error::Malformed(
                 "[MQTT-4.7.1-3] '+' must occupy a whole level of a topic filter",
             ));
         }
+    }
+    Ok(())
+}
+
+/// The most `/` separators a topic name or filter in PUBLISH, SUBSCRIBE or UNSUBSCRIBE may
+/// hold (so at most 201 levels): as in mosquitto 2.0, which closes the connection of a client
+/// that sends more (a will topic is not checked, as mosquitto does not).
+pub const MAX_SEPARATORS: usize = 200;
+
+/// At most [`MAX_SEPARATORS`] separators.
+pub fn check_depth(topic: &str) -> Result<(), Error> {
+    let b = topic.as_bytes();
+    if b.len() > MAX_SEPARATORS && memchr::memchr_iter(b'/', b).nth(MAX_SEPARATORS).is_some() {
+        return Err(Error::Malformed(
+            "topic has more than 200 levels (refused as mosquitto does)",
+        ));
     }
     Ok(())
 }
@@ -70,12 +86,14 @@ mod tests {
         assert!(validate_name("a/b").is_ok());
         assert!(validate_name("/").is_ok());
         assert!(
-            matches!(validate_name("a/+"), Err(Error::Protocol(m)) if m.contains("MQTT-3.3.2-2"))
+            matches!(validate_name("a/+"), Err(Error::Malformed(m)) if m.contains("MQTT-3.3.2-2"))
         );
         assert!(
-            matches!(validate_name("#"), Err(Error::Protocol(m)) if m.contains("MQTT-3.3.2-2"))
+            matches!(validate_name("#"), Err(Error::Malformed(m)) if m.contains("MQTT-3.3.2-2"))
         );
-        assert!(matches!(validate_name(""), Err(Error::Protocol(m)) if m.contains("MQTT-4.7.3-1")));
+        assert!(
+            matches!(validate_name(""), Err(Error::Malformed(m)) if m.contains("MQTT-4.7.3-1"))
+        );
     }
 
     #[test]
@@ -95,13 +113,13 @@ mod tests {
         }
         for bad in ["a#", "a/#/b", "#/a", "a/b#"] {
             assert!(
-                matches!(validate_filter(bad), Err(Error::Protocol(m)) if m.contains("MQTT-4.7.1-2")),
+                matches!(validate_filter(bad), Err(Error::Malformed(m)) if m.contains("MQTT-4.7.1-2")),
                 "{bad}"
             );
         }
         for bad in ["a+", "a/+b", "+a/b"] {
             assert!(
-                matches!(validate_filter(bad), Err(Error::Protocol(m)) if m.contains("MQTT-4.7.1-3")),
+                matches!(validate_filter(bad), Err(Error::Malformed(m)) if m.contains("MQTT-4.7.1-3")),
                 "{bad}"
             );
         }

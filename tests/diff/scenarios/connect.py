@@ -130,6 +130,9 @@ def scenarios():
         sc = Scn(vs + "second-connect")
         sc.open(0, v)
         res.append(sc.send(0, connect(v, sc.cid())).wait(0))
+        sc = Scn(vs + "second-connect-level-6")
+        sc.open(0, v)
+        res.append(sc.send(0, connect(v, sc.cid(), level=6)).wait(0))
     # 3.1 (MQIsdp) specifics
     res.append(one("connect/v3/id-24-chars", lambda sc: connect(3, sc.cid() + "x" * 11)))
     res.append(one("connect/v3/id-23-chars", lambda sc: connect(3, sc.cid() + "x" * 10)))

@@ -254,6 +254,8 @@ def limits(v):
     sc = Scn("limits/v%d/max-packet-size" % v, L)
     sc.open(0, v, keep=10)
     res.append(sc.send(0, publish(v, sc.t(), b"x" * 300, 0)).wait(0))
+    sc = Scn("limits/v%d/connect-too-large" % v, L)
+    res.append(sc.send(0, connect(v, sc.cid(), keep=10, user="u" * 250)).wait(0))
     sc = Scn("limits/v%d/max-packet-size-subscribe" % v, L)
     sc.open(0, v, keep=10)
     res.append(sc.send(0, subscribe(v, 1, [(sc.t("y" * 250), 0)])).wait(0))
