@@ -43,6 +43,10 @@
 #   subs       100 clients x 1,000 subscriptions on distinct topics: bytes per subscription;
 #              then QoS 0 messages each matching one subscription, with 100,000 and with 1,000
 #              subscriptions: msg/s and broker CPU per million at both, and their ratio
+#   fanin0ws   midge only: fanin0 over WebSockets (a `protocol websockets` listener); Debian's
+#              mosquitto is built without websockets, so compare it with midge's and
+#              mosquitto's fanin0
+#   idlews     midge only: idle over WebSockets (bytes per idle WebSocket connection)
 #   fanin2v5   (optional) QoS 2 fan-in, MQTT 5
 #   fanout1    (optional) QoS 1 fan-out to 100 subscribers
 #
@@ -60,7 +64,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-3}
 IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
-SCENARIOS=${SCENARIOS:-"fanin0 fanout0 pairs0 fanin1 fanin2 fanin1v5 lat1 idle abuse retained subs"}
+SCENARIOS=${SCENARIOS:-"fanin0 fanout0 pairs0 fanin1 fanin2 fanin1v5 lat1 idle abuse retained subs fanin0ws idlews"}
 BROKERS=${BROKERS:-"midge mosquitto"}
 MIDGE_PORT=${MIDGE_PORT:-21883}
 MOSQ_PORT=${MOSQ_PORT:-21884}
@@ -164,6 +168,9 @@ MAX_QUEUED=1000
 chmod 755 "$WORK"
 
 port_of() { if [ "$1" = midge ]; then echo "$MIDGE_PORT"; else echo "$MOSQ_PORT"; fi; }
+# Scenarios over WebSockets (midge only): midge_bench connects to a second, WebSocket listener.
+ws_scenario() { [[ "$1" == *ws ]]; }
+WS_PORT=$((MIDGE_PORT + 2))
 
 # write_conf BROKER SCENARIO: the same configuration for both brokers (the retained scenario
 # lifts the queue limit so that a new subscriber can get every retained message).
@@ -178,6 +185,10 @@ write_conf() {
     echo "persistence false"
     echo "log_dest none"
     [ "$NODELAY" = 1 ] && echo "set_tcp_nodelay true"
+    if ws_scenario "$2"; then
+      echo "listener $WS_PORT 127.0.0.1"
+      echo "protocol websockets"
+    fi
   } >"$f"
   chmod 644 "$f"
 }
@@ -243,6 +254,8 @@ args_of() {
     fanout1) echo "-s fanout -S 100 -q 1 --size 64 -d $d" ;;
     lat1) echo "-s latency -q 1 -r 1000 --size 64 -d $((d < 5 ? 5 : d))" ;;
     idle) echo "-s connections -c $IDLE_CLIENTS -d 2 --settle 1 --connect-timeout 60" ;;
+    fanin0ws) echo "$(args_of fanin0) --ws" ;;
+    idlews) echo "$(args_of idle) --ws" ;;
     abuse) echo "-s abuse -P 2 --qos0-count $ABUSE_Q0 --qos1-count $ABUSE_Q1 -r 500 --size 64" \
       "-d $ABUSE_SECS --drain 5 --after $ABUSE_AFTER --max-queued $MAX_QUEUED" \
       "--max-inflight $MAX_INFLIGHT" ;;
@@ -278,6 +291,7 @@ run_one() { # broker scenario round
   local broker=$1 sc=$2 round=$3 port out rc=0 line crashed=0
   port=$(port_of "$broker")
   start_broker "$broker" "$sc"
+  ws_scenario "$sc" && port=$WS_PORT
   # shellcheck disable=SC2046
   out=$(timeout --kill-after=5 "$(timeout_of "$sc")" "${PIN_GEN[@]}" "$BENCH" -p "$port" \
     --pid "$BROKER_PID" --label "$broker" $(args_of "$sc") 2>&1) || rc=$?
@@ -308,7 +322,10 @@ for round in $(seq "$ROUNDS"); do
     else
       order=("${brokers[@]}")
     fi
-    for b in "${order[@]}"; do run_one "$b" "$sc" "$round"; done
+    for b in "${order[@]}"; do
+      if ws_scenario "$sc" && [ "$b" != midge ]; then continue; fi
+      run_one "$b" "$sc" "$round"
+    done
     s=$((s + 1))
   done
 done
@@ -386,6 +403,7 @@ TABLE=$OUT/table.md
     fi
   done <<'ROWS'
 QoS_0_fan-in,_4_publishers,_64_B:_msg/s msgs_per_s fanin0
+QoS_0_fan-in_over_WebSockets:_msg/s msgs_per_s fanin0ws
 QoS_0_fan-out,_100_subscribers:_deliveries/s msgs_per_s fanout0
 QoS_0,_100_pairs:_msg/s msgs_per_s pairs0
 QoS_1_fan-in:_msg/s msgs_per_s fanin1
@@ -394,6 +412,7 @@ QoS_1_fan-in,_MQTT_5:_msg/s msgs_per_s fanin1v5
 QoS_2_fan-in,_MQTT_5:_msg/s msgs_per_s fanin2v5
 QoS_1_fan-out,_100_subscribers:_deliveries/s msgs_per_s fanout1
 CPU_s_per_million_deliveries,_QoS_0_fan-in cpu_s_per_M fanin0
+CPU_s_per_million_deliveries,_QoS_0_fan-in_over_WebSockets cpu_s_per_M fanin0ws
 CPU_s_per_million_deliveries,_QoS_0_fan-out cpu_s_per_M fanout0
 CPU_s_per_million_deliveries,_QoS_0_pairs cpu_s_per_M pairs0
 CPU_s_per_million_deliveries,_QoS_1_fan-in cpu_s_per_M fanin1
@@ -402,6 +421,7 @@ latency_p50,_1,000_msg/s_QoS_1_(us) p50_us lat1
 latency_p99,_1,000_msg/s_QoS_1_(us) p99_us lat1
 latency_p99.9,_1,000_msg/s_QoS_1_(us) p999_us lat1
 bytes_per_idle_connection_(IDLE_N_clients) bytes_per_conn idle
+bytes_per_idle_WebSocket_connection_(IDLE_N_clients) bytes_per_conn idlews
 connections_per_second_(64_at_once) connect_per_s idle
 broker_peak_RSS_during_QoS_0_fan-out_(kB) rss_peak_kb fanout0
 broker_peak_RSS_during_QoS_0_pairs_(kB) rss_peak_kb pairs0
@@ -431,7 +451,7 @@ ROWS
   echo "| scenario | midge lost/dup/ooo | mosquitto lost/dup/ooo | midge closed/crashed | mosquitto closed/crashed |"
   echo "|---|---:|---:|---:|---:|"
   for sc in $SCENARIOS; do
-    [ "$sc" = idle ] && continue
+    case "$sc" in idle | idlews) continue ;; esac
     cells=()
     for b in midge mosquitto; do
       cells+=("$(total lost "$sc" $b)/$(total dup "$sc" $b)/$(total ooo "$sc" $b)")

@@ -10,6 +10,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::proto::{self, In, Spread, Template};
 use crate::stats::{Histogram, RecvStream, Seen};
+use crate::ws;
 
 /// Bytes of PUBLISH packets a publisher encodes before each write.
 const BATCH: usize = 64 * 1024;
@@ -67,6 +68,8 @@ pub struct Params {
     /// How many messages a publisher may be ahead of the slowest subscriber of its stream
     /// (by the highest sequence number it received); 0: no limit.
     pub backlog: u64,
+    /// MQTT over WebSockets (the broker's `protocol websockets` listener at `addr`).
+    pub ws: bool,
 }
 
 /// What a publisher sends: see [`Engine::add_publisher_spec`].
@@ -117,6 +120,9 @@ struct Conn {
     rhi: usize,
     wbuf: Vec<u8>,
     wpos: usize,
+    /// With `--ws`: `wbuf[..wframed]` is ready for the wire, what follows still needs a frame.
+    wframed: usize,
+    ws: Option<Box<ws::Rx>>,
     write_blocked: bool,
     hot: bool,
     ping_wait: bool,
@@ -308,6 +314,11 @@ impl Engine {
         }
         let active = !matches!(role, Role::Idle | Role::Sink);
         let mut wbuf = Vec::with_capacity(if active { 2 * BATCH } else { 64 });
+        let mut wframed = 0;
+        if self.p.ws {
+            ws::request(&mut wbuf, &self.p.addr.to_string());
+            wframed = wbuf.len();
+        }
         proto::connect(&mut wbuf, self.p.v5, client_id, self.p.keep_alive);
         self.conns.push(Conn {
             sock,
@@ -318,6 +329,8 @@ impl Engine {
             rhi: 0,
             wbuf,
             wpos: 0,
+            wframed,
+            ws: self.p.ws.then(Box::default),
             write_blocked: false,
             hot: false,
             ping_wait: false,
@@ -519,6 +532,7 @@ impl Engine {
         c.wbuf = Vec::new();
         c.rbuf = Vec::new();
         c.wpos = 0;
+        c.wframed = 0;
         c.rlo = 0;
         c.rhi = 0;
         if was == State::Ready {
@@ -544,6 +558,10 @@ impl Engine {
             return;
         }
         let mut err = None;
+        if c.ws.is_some() && c.wframed < c.wbuf.len() {
+            ws::frame_tail(&mut c.wbuf, c.wframed);
+            c.wframed = c.wbuf.len();
+        }
         while c.wpos < c.wbuf.len() {
             match c.sock.write(&c.wbuf[c.wpos..]) {
                 Ok(0) => {
@@ -568,8 +586,10 @@ impl Engine {
         if c.wpos == c.wbuf.len() {
             c.wbuf.clear();
             c.wpos = 0;
+            c.wframed = 0;
         } else if c.wpos >= BATCH {
             c.wbuf.drain(..c.wpos);
+            c.wframed -= c.wpos;
             c.wpos = 0;
         }
         if let Some(e) = err {
@@ -605,7 +625,16 @@ impl Engine {
                     err = Some("connection closed by the broker".into());
                     break;
                 }
-                Ok(n) => c.rhi += n,
+                Ok(n) => match c.ws.as_mut() {
+                    None => c.rhi += n,
+                    Some(w) => {
+                        c.rhi += w.decode(&mut rbuf[c.rhi..c.rhi + n]);
+                        if w.closed {
+                            err = Some("WebSocket closed by the broker".into());
+                            break;
+                        }
+                    }
+                },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {

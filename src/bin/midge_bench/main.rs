@@ -37,6 +37,7 @@ mod engine;
 mod proto;
 mod stats;
 mod sys;
+mod ws;
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -97,6 +98,7 @@ struct Opts {
     connect_timeout: f64,
     keep_alive: u16,
     nodelay: bool,
+    ws: bool,
     pid: Option<String>,
     label: String,
     topic: String,
@@ -226,6 +228,11 @@ fn options() -> getopts::Options {
         "SECS",
     );
     o.optopt("k", "keepalive", "keep alive seconds (default 60)", "SECS");
+    o.optflag(
+        "",
+        "ws",
+        "MQTT over WebSockets: every client upgrades first (a `protocol websockets` listener)",
+    );
     o.optflag(
         "",
         "no-nodelay",
@@ -425,6 +432,7 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         connect_timeout: num(&m, "connect-timeout", 30.0)?,
         keep_alive: num(&m, "keepalive", 60)?,
         nodelay: !m.opt_present("no-nodelay"),
+        ws: m.opt_present("ws"),
         pid: m.opt_str("pid"),
         label: m.opt_str("label").unwrap_or_else(|| "broker".into()),
         topic: m.opt_str("topic").unwrap_or_else(|| "midge_bench".into()),
@@ -677,6 +685,7 @@ fn run(o: &Opts) -> Result<bool, String> {
         max_packet: (o.size + 1024).max(1 << 20),
         window: o.inflight.min(65_000),
         backlog: o.backlog,
+        ws: o.ws,
     };
     match o.scenario {
         Scenario::Connections => run_connections(o, params, broker.as_ref()),

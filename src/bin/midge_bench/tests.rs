@@ -90,6 +90,7 @@ fn params(addr: SocketAddr, qos: u8, backlog: u64) -> Params {
         max_packet: 1 << 20,
         window: 20,
         backlog,
+        ws: false,
     }
 }
 
@@ -104,6 +105,7 @@ fn integrity_sums_only_the_streams_a_subscriber_should_get() {
         max_packet: 1 << 20,
         window: 20,
         backlog: 0,
+        ws: false,
     };
     let mut e = Engine::new(p, Route::Pairs, 2, 2).unwrap();
     e.published = vec![3, 3];
@@ -140,6 +142,7 @@ fn backlog_follows_the_slowest_subscriber() {
         max_packet: 1 << 20,
         window: 20,
         backlog: 10,
+        ws: false,
     };
     let mut e = Engine::new(p, Route::All, 1, 3).unwrap();
     assert_eq!(e.backlog_limit(0), 10, "nothing received yet");
@@ -662,6 +665,7 @@ fn engine_counts_what_a_broker_loses_duplicates_and_reorders() {
         max_packet: 1 << 20,
         window: 20,
         backlog: 0,
+        ws: false,
     };
     let mut e = Engine::new(p, Route::Pairs, 1, 1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
