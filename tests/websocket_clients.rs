@@ -75,16 +75,17 @@ fn ws_broker(extra: &str) -> Midge {
     ))
 }
 
-#[test]
-fn mqttjs_over_websockets_v311_and_v5() {
-    need_mqttjs();
-    let m = ws_broker("");
-    let ws = ports(&m, 2)[0];
+/// Runs tests/js/mqttjs.mjs against `url` for MQTT 3.1.1 and 5.0 and checks every line.
+fn mqttjs_both_versions(m: &Midge, url: &str, ca: Option<&Path>) {
     for v in [4, 5] {
-        let o = run(Command::new("node")
-            .arg(js_dir().join("mqttjs.mjs"))
-            .arg(format!("ws://127.0.0.1:{ws}/mqtt"))
-            .arg(v.to_string()));
+        let mut cmd = Command::new("node");
+        cmd.arg(js_dir().join("mqttjs.mjs"))
+            .arg(url)
+            .arg(v.to_string());
+        if let Some(ca) = ca {
+            cmd.arg(ca);
+        }
+        let o = run(&mut cmd);
         let props = if v == 5 { " {\"from\":\"mqttjs\"}" } else { "" };
         let want = format!(
             "granted 2\n\
@@ -98,7 +99,7 @@ fn mqttjs_over_websockets_v311_and_v5() {
         assert_eq!(
             String::from_utf8_lossy(&o.stdout),
             want,
-            "MQTT.js v{v}; stderr: {}\nbroker log:\n{}",
+            "MQTT.js v{v} at {url}; stderr: {}\nbroker log:\n{}",
             String::from_utf8_lossy(&o.stderr),
             m.log_text()
         );
@@ -107,6 +108,63 @@ fn mqttjs_over_websockets_v311_and_v5() {
         m.wait_log(&format!("Client dying{v} closed its connection."))
             .unwrap();
     }
+}
+
+#[test]
+fn mqttjs_over_websockets_v311_and_v5() {
+    need_mqttjs();
+    let m = ws_broker("");
+    let ws = ports(&m, 2)[0];
+    mqttjs_both_versions(&m, &format!("ws://127.0.0.1:{ws}/mqtt"), None);
+}
+
+/// wss: the listener's TLS settings put TLS under the WebSocket layer. The client checks the
+/// server's certificate against the CA it was given.
+#[test]
+fn mqttjs_over_secure_websockets_v311_and_v5() {
+    need_mqttjs();
+    let dir = TempDir::new();
+    let o = run(Command::new("openssl")
+        .current_dir(&dir.0)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ]));
+    assert!(
+        o.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m = ws_broker(&format!(
+        "certfile {}\nkeyfile {}\n",
+        dir.path("server.crt").display(),
+        dir.path("server.key").display()
+    ));
+    let wss = ports(&m, 2)[0];
+    mqttjs_both_versions(
+        &m,
+        &format!("wss://127.0.0.1:{wss}/mqtt"),
+        Some(&dir.path("server.crt")),
+    );
 }
 
 #[test]

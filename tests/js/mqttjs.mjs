@@ -1,8 +1,11 @@
-// MQTT.js against a broker over WebSockets: node mqttjs.mjs URL VERSION (4: MQTT 3.1.1, 5: 5.0).
+// MQTT.js against a broker over WebSockets: node mqttjs.mjs URL VERSION [CA_FILE]
+// (VERSION 4: MQTT 3.1.1, 5: 5.0; CA_FILE: the certificate a wss:// server must chain to).
 // Prints what a subscriber received (retained, QoS 0/1/2, a will) one line each, then "done".
+import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 
-const [url, ver] = process.argv.slice(2);
+const [url, ver, caFile] = process.argv.slice(2);
+const tls = caFile ? { ca: readFileSync(caFile), rejectUnauthorized: true } : {};
 const v = Number(ver);
 const base = `js${v}`;
 const timer = setTimeout(() => {
@@ -17,7 +20,7 @@ function connect(clientId, extra = {}) {
       clientId,
       reconnectPeriod: 0,
       connectTimeout: 10000,
-      rejectUnauthorized: false,
+      ...tls,
       ...extra,
     });
     c.once('connect', () => resolve(c));
