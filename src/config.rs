@@ -7,6 +7,8 @@
 //! file and line, so start-up stops before any socket is opened. Reading files (`include_dir`)
 //! happens through a caller-supplied function, so the parser itself does no IO.
 
+mod bridge;
+
 use std::fmt;
 
 use crate::broker;
@@ -922,9 +924,6 @@ const NOT_YET: &[&str] = &[
     "auth_plugin",
     "auth_opt",
     "auth_plugin_deny_special_chars",
-    "connection",
-    "address",
-    "topic",
     "allow_duplicate_messages",
     "memory_limit",
     "include_dir_nested",
@@ -1044,6 +1043,10 @@ pub fn parse(
             for (name, content) in files {
                 parse(&content, &name, cfg, None)?;
             }
+            continue;
+        }
+        if let Some(r) = bridge::option(cfg, option, &values) {
+            r.map_err(|m| err(format!("{option}: {m}")))?;
             continue;
         }
         match OPTIONS.iter().find(|(name, _, _)| *name == option) {

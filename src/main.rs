@@ -196,11 +196,21 @@ fn main() -> ExitCode {
         h.write_u32(std::process::id());
         h.finish()
     };
+    // A bridge's remote client id defaults to HOSTNAME.NAME, as in mosquitto.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    for b in &mut bcfg.bridges {
+        if b.remote_clientid.is_none() {
+            b.remote_clientid = Some(format!("{host}.{}", b.name));
+        }
+    }
     let mut broker = Broker::new(bcfg);
     if let Some(snap) = loaded {
         let (r, s) = broker.restore(snap, 0);
         info!("Restored {r} retained messages and {s} sessions from the persistence file.");
     }
+    broker.start_bridges(0);
     let mut server = match net::Server::new(broker, listeners, cfg.set_tcp_nodelay) {
         Ok(s) => s,
         Err(e) => {

@@ -99,6 +99,8 @@ pub struct Config {
     pub sys_interval: u32,
     /// Seed for assigned client identifiers.
     pub id_seed: u64,
+    /// Bridges to remote brokers (`connection` sections).
+    pub bridges: Vec<super::BridgeConfig>,
 }
 
 impl Default for Config {
@@ -123,6 +125,7 @@ impl Default for Config {
             connection_messages: true,
             sys_interval: 0,
             id_seed: 0x5eed,
+            bridges: Vec::new(),
         }
     }
 }

@@ -7,7 +7,9 @@ use log::debug;
 
 use super::session::{Ack, Inflight};
 use super::timers::secs_left;
-use super::{reason, unmounted, Broker, ConnId, Message, Millis, SessionId, State, OUT_HIGH_WATER};
+use super::{
+    bridge, reason, unmounted, Broker, ConnId, Message, Millis, SessionId, State, OUT_HIGH_WATER,
+};
 use crate::mqtt::{self, Properties, QoS};
 
 impl Broker {
@@ -57,6 +59,9 @@ impl Broker {
         let mount = self.cfg.listeners[conn.listener as usize]
             .mount_point
             .as_deref();
+        let bridge = (conn.listener as usize)
+            .checked_sub(self.bridge_base)
+            .and_then(|b| self.bridges.get(b));
         let props = &mut self.scratch_props;
         let mut sent = 0;
         // In-flight messages of a resumed session not yet resent, in their original order.
@@ -74,7 +79,7 @@ impl Broker {
             match f.state {
                 Ack::Pubcomp => mqtt::encode_ack(&mut conn.out, mqtt::PUBREL, f.pid),
                 Ack::Puback | Ack::Pubrec => {
-                    let topic = unmounted(mount, &f.msg.topic);
+                    let topic = &*bridge::outgoing(bridge, unmounted(mount, &f.msg.topic));
                     let v5 = conn.v5.as_ref();
                     if let Some(v) = v5 {
                         props.clear();
@@ -135,7 +140,8 @@ impl Broker {
             if expired {
                 continue;
             }
-            let mut topic = unmounted(mount, &q.msg.topic);
+            let remote = bridge::outgoing(bridge, unmounted(mount, &q.msg.topic));
+            let mut topic = &*remote;
             let mut v5_props_ref = None;
             if let Some(v) = conn.v5.as_mut() {
                 // Topic aliases towards the client: the first `alias_max_out` topics get one;

@@ -173,6 +173,7 @@ impl Broker {
             Close::Protocol(_) | Close::Dropped | Close::Takeover | Close::Refused => {}
         }
         self.mark(id);
+        self.bridge_closed(listener, id, now);
         let will = will.filter(|w| {
             was_connected
                 && why != Close::Disconnect

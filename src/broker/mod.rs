@@ -33,6 +33,7 @@
 //! | `message.rs`, `config.rs` | the message type; the core's settings |
 //! | `subs.rs`, `trie.rs`, `retain.rs`, `table.rs`, `ids.rs` | subscription and retained stores |
 
+mod bridge;
 mod config;
 mod conn;
 mod connect;
@@ -63,6 +64,7 @@ use slab::Slab;
 
 use crate::mqtt::props::Properties;
 use crate::mqtt::{self, connack, reason, Packet, Status, Version};
+pub use bridge::{BridgeConfig, BridgeTls, BridgeTopic, Dial, Direction, StartType};
 pub use config::{Config, ListenerPolicy};
 use conn::{Conn, ConnExtra, State};
 pub use lifecycle::Close;
@@ -151,10 +153,20 @@ pub struct Broker {
     scratch_stack: Vec<(usize, usize)>,
     scratch_props: Vec<u8>,
     pub stats: Stats,
+    /// Bridges (`bridge.rs`); bridge `b`'s connections use listener policy `bridge_base + b`.
+    bridges: Vec<bridge::Bridge>,
+    bridge_base: usize,
 }
 
 impl Broker {
-    pub fn new(cfg: Config) -> Broker {
+    pub fn new(mut cfg: Config) -> Broker {
+        let bridge_base = cfg.listeners.len();
+        let bridges: Vec<bridge::Bridge> = std::mem::take(&mut cfg.bridges)
+            .into_iter()
+            .map(bridge::Bridge::new)
+            .collect();
+        cfg.listeners
+            .extend(bridges.iter().map(|_| ListenerPolicy::default()));
         let mut max_packet = if cfg.message_size_limit > 0 {
             // The payload limit, plus room for the largest topic, packet id, properties and
             // fixed header.
@@ -194,6 +206,8 @@ impl Broker {
             scratch_stack: Vec::new(),
             scratch_props: Vec::new(),
             stats: Stats::default(),
+            bridges,
+            bridge_base,
         }
     }
 
@@ -205,8 +219,8 @@ impl Broker {
     /// clients stay; the new rules apply to their next operation. A list of the wrong length
     /// (a configuration with other listeners) is refused.
     pub fn set_policies(&mut self, policies: Vec<ListenerPolicy>) {
-        if policies.len() == self.cfg.listeners.len() {
-            self.cfg.listeners = policies;
+        if policies.len() == self.bridge_base {
+            self.cfg.listeners.splice(..self.bridge_base, policies);
         } else {
             warn!("Reload ignored: the listeners changed; restart midge to apply them.");
         }
@@ -388,6 +402,7 @@ impl Broker {
     /// Closes every connection (MQTT 5 clients are told the server is shutting down).
     pub fn shutdown(&mut self, now: Millis) {
         self.now = now;
+        self.bridges_shutdown(now);
         for id in 0..self.conns.len() {
             if self.live(id).is_some() {
                 self.close(id, Close::Shutdown, now);
@@ -409,16 +424,25 @@ impl Broker {
     /// The earliest time at which [`Broker::tick`] has work to do.
     pub fn next_deadline(&self) -> Option<Millis> {
         let timers = self.timers.next();
-        timers.into_iter().chain(self.sys_due()).min()
+        timers
+            .into_iter()
+            .chain(self.sys_due())
+            .chain(self.bridge_deadline())
+            .min()
     }
 
     /// Runs every timer due at `now`: keepalive expiry, CONNECT timeouts, the end of publisher
     /// pauses, session expiry and delayed wills.
     pub fn tick(&mut self, now: Millis) {
         self.now = now;
+        let sys = self.sys_due().is_some_and(|t| t <= now);
         self.sys_tick(now);
+        if sys {
+            self.bridge_sys();
+        }
         self.conn_timers_due(now);
         self.session_timers_due(now);
+        self.bridge_tick(now);
     }
 
     // ----- queries, for tests and $SYS -------------------------------------------------------
@@ -501,6 +525,15 @@ impl Broker {
     }
 
     fn dispatch(&mut self, id: ConnId, p: Packet<'_>, now: Millis) -> Handled {
+        let Some(conn) = self.live(id) else {
+            return Ok(());
+        };
+        let listener = conn.listener as usize;
+        if listener >= self.bridge_base {
+            if let Some(b) = self.bridge_of(listener) {
+                return self.bridge_dispatch(id, b, p, now);
+            }
+        }
         let Some(conn) = self.live(id) else {
             return Ok(());
         };

@@ -62,6 +62,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+mod bridge;
 pub mod http;
 mod signals;
 #[cfg(feature = "tls")]
@@ -410,6 +411,8 @@ pub struct Server {
     signals: Option<Signals>,
     reload: Option<Reload>,
     persist: Option<Persist>,
+    /// Resolves bridges' remote names off the loop (started when first needed).
+    resolver: Option<bridge::Resolver>,
 }
 
 /// The persistence file and when to write it.
@@ -445,6 +448,7 @@ impl Server {
             signals: None,
             reload: None,
             persist: None,
+            resolver: None,
         })
     }
 
@@ -590,6 +594,10 @@ impl Server {
                     }
                     continue;
                 }
+                if t == bridge::RESOLVER_TOKEN {
+                    self.bridges_resolved();
+                    continue;
+                }
                 if t < CONN_BASE {
                     self.accept(t);
                     continue;
@@ -631,6 +639,7 @@ impl Server {
                 self.broker.heap = (rss, self.broker.heap.1.max(rss));
             }
             self.broker.tick(now);
+            self.bridges_due();
             self.flush_dirty();
             self.maybe_save(now);
             for key in self.to_release.drain(..) {

@@ -1,0 +1,1010 @@
+//! Bridges: the broker as a client of a remote broker (mosquitto.conf's `connection`
+//! sections).
+//!
+//! A bridge is two things the core already knows:
+//!
+//! - a **local session** (`local_clientid`) subscribed to the `out` and `both` topics with No
+//!   Local and Retain As Published. Messages for the remote are delivered into its queue like
+//!   any subscriber's: bounded by `max_queued_messages` / `max_queued_bytes` (dropped with a log
+//!   line when full), kept while the link is down, saved with `persistence true` like any
+//!   persistent session, and sent in order within the in-flight window (`pump`) once the link
+//!   is up again, in-flight ones first, with DUP set;
+//! - a **connection** whose roles are reversed: the broker sends CONNECT and SUBSCRIBE and reads
+//!   CONNACK and SUBACK. Its PUBLISH packets go through `on_publish` like a client's, so the
+//!   remote's QoS 1/2 messages are acknowledged only once they are routed locally.
+//!
+//! Topics are remapped on the way (`topic PATTERN DIR QOS LOCAL_PREFIX REMOTE_PREFIX`, as
+//! mosquitto's `bridge_topic.c`). Messages do not loop on `both` topics: the local subscription
+//! has No Local, the remote one has No Local in MQTT 5, and mosquitto remotes are told this is a
+//! bridge (`try_private`: protocol level | 0x80) so they do not echo what the bridge sent.
+//!
+//! The network layer asks [`Broker::bridge_due`] which bridge should connect and where, resolves
+//! the name off the loop, opens the socket and calls [`Broker::bridge_open`] (or
+//! [`Broker::bridge_failed`]). Everything else (back-off with jitter, keepalive, the connect
+//! timeout, notifications) is decided here from `now`.
+
+use std::borrow::Cow;
+use std::rc::Rc;
+
+use log::{debug, info, warn};
+
+use super::conn::{Conn, State, V5Conn};
+use super::session::{Lazy, Session, NEVER};
+use super::{Broker, Close, ConnId, Fault, Handled, Message, Millis, SessionId};
+use crate::mqtt::{self, topic, Packet, Properties, QoS, SubOptions, Version};
+
+/// Which way a bridge topic carries messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Out,
+    In,
+    Both,
+}
+
+/// One `topic` line of a bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeTopic {
+    pub direction: Direction,
+    pub qos: QoS,
+    pub local_prefix: String,
+    pub remote_prefix: String,
+    /// Local prefix + pattern, and remote prefix + pattern: the filters on each side.
+    pub local: String,
+    pub remote: String,
+}
+
+impl BridgeTopic {
+    /// `pattern` empty means mosquitto's `""`: the prefixes are the whole topics, and both
+    /// must then be given. A prefix is a topic name (no wildcards); prefix + pattern must be a
+    /// valid filter.
+    pub fn new(
+        pattern: &str,
+        direction: Direction,
+        qos: QoS,
+        local_prefix: &str,
+        remote_prefix: &str,
+    ) -> Result<BridgeTopic, String> {
+        if pattern.is_empty() && (local_prefix.is_empty() || remote_prefix.is_empty()) {
+            return Err("an empty (\"\") pattern needs both a local and a remote prefix".into());
+        }
+        for (what, p) in [("local", local_prefix), ("remote", remote_prefix)] {
+            if !p.is_empty() && topic::validate_name(p).is_err() {
+                return Err(format!("invalid {what} prefix '{p}'"));
+            }
+        }
+        let local = format!("{local_prefix}{pattern}");
+        let remote = format!("{remote_prefix}{pattern}");
+        for f in [&local, &remote] {
+            if topic::validate_filter(f).is_err() {
+                return Err(format!("invalid prefix and pattern combination '{f}'"));
+            }
+        }
+        Ok(BridgeTopic {
+            direction,
+            qos,
+            local_prefix: local_prefix.into(),
+            remote_prefix: remote_prefix.into(),
+            local,
+            remote,
+        })
+    }
+
+    fn outgoing(&self) -> bool {
+        self.direction != Direction::In
+    }
+
+    fn incoming(&self) -> bool {
+        self.direction != Direction::Out
+    }
+}
+
+/// How a bridge starts (`start_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartType {
+    Automatic,
+    /// Connects once `threshold` messages are queued; disconnects after `idle_timeout`.
+    Lazy,
+    /// Connects at start-up and never again.
+    Once,
+}
+
+/// A bridge's settings, mosquitto's names and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeConfig {
+    pub name: String,
+    /// `address`: (host, port), tried in turn.
+    pub addresses: Vec<(String, u16)>,
+    pub round_robin: bool,
+    pub topics: Vec<BridgeTopic>,
+    pub version: Version,
+    pub clean_session: bool,
+    /// Defaults to `clean_session`.
+    pub local_clean_session: Option<bool>,
+    /// Defaults to `HOSTNAME.NAME` (filled in at start-up, which knows the host name).
+    pub remote_clientid: Option<String>,
+    /// Defaults to `local.` + the remote client id.
+    pub local_clientid: Option<String>,
+    pub remote_username: Option<String>,
+    pub remote_password: Option<String>,
+    pub keepalive: u16,
+    /// Seconds: constant (`cap` None) or decorrelated jitter from `base` up to `cap`.
+    pub restart_base: u32,
+    pub restart_cap: Option<u32>,
+    pub start_type: StartType,
+    pub idle_timeout: u32,
+    pub threshold: usize,
+    pub notifications: bool,
+    pub notification_topic: Option<String>,
+    pub notifications_local_only: bool,
+    pub try_private: bool,
+    pub attempt_unsubscribe: bool,
+    pub outgoing_retain: bool,
+    /// Largest packet sent to the remote (0: no limit of ours).
+    pub max_packet_size: u32,
+    pub tls: BridgeTls,
+}
+
+/// TLS towards the remote (`bridge_cafile` and the rest); used by the network layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgeTls {
+    pub cafile: Option<String>,
+    pub capath: Option<String>,
+    pub certfile: Option<String>,
+    pub keyfile: Option<String>,
+    pub insecure: bool,
+    pub version: Option<String>,
+    pub alpn: Option<String>,
+}
+
+impl BridgeTls {
+    pub fn enabled(&self) -> bool {
+        self.cafile.is_some() || self.capath.is_some()
+    }
+}
+
+impl BridgeConfig {
+    pub fn new(name: &str) -> BridgeConfig {
+        BridgeConfig {
+            name: name.into(),
+            addresses: Vec::new(),
+            round_robin: false,
+            topics: Vec::new(),
+            version: Version::V311,
+            clean_session: false,
+            local_clean_session: None,
+            remote_clientid: None,
+            local_clientid: None,
+            remote_username: None,
+            remote_password: None,
+            keepalive: 60,
+            restart_base: 5,
+            restart_cap: Some(30),
+            start_type: StartType::Automatic,
+            idle_timeout: 60,
+            threshold: 10,
+            notifications: true,
+            notification_topic: None,
+            notifications_local_only: false,
+            try_private: true,
+            attempt_unsubscribe: true,
+            outgoing_retain: true,
+            max_packet_size: 0,
+            tls: BridgeTls::default(),
+        }
+    }
+
+    pub fn remote_id(&self) -> String {
+        self.remote_clientid
+            .clone()
+            .unwrap_or_else(|| format!("localhost.{}", self.name))
+    }
+
+    pub fn local_id(&self) -> String {
+        self.local_clientid
+            .clone()
+            .unwrap_or_else(|| format!("local.{}", self.remote_id()))
+    }
+
+    /// mosquitto's `$SYS/broker/connection/REMOTE_CLIENTID/state` unless set.
+    pub fn state_topic(&self) -> String {
+        self.notification_topic
+            .clone()
+            .unwrap_or_else(|| format!("$SYS/broker/connection/{}/state", self.remote_id()))
+    }
+}
+
+/// `topic` as the remote knows it: the first `out`/`both` topic whose local filter it matches
+/// has its local prefix replaced by the remote one (unchanged if none matches).
+pub fn to_remote<'a>(topics: &[BridgeTopic], topic: &'a str) -> Cow<'a, str> {
+    for t in topics.iter().filter(|t| t.outgoing()) {
+        if mqtt::topic::matches(&t.local, topic) {
+            let rest = topic.strip_prefix(t.local_prefix.as_str()).unwrap_or(topic);
+            return if t.remote_prefix.is_empty() && rest.len() == topic.len() {
+                Cow::Borrowed(topic)
+            } else {
+                Cow::Owned(format!("{}{rest}", t.remote_prefix))
+            };
+        }
+    }
+    Cow::Borrowed(topic)
+}
+
+/// The topic of a message sent on a connection: remapped for the remote if the connection is a
+/// bridge's.
+pub(super) fn outgoing<'a>(bridge: Option<&Bridge>, topic: &'a str) -> Cow<'a, str> {
+    match bridge {
+        Some(b) => to_remote(&b.cfg.topics, topic),
+        None => Cow::Borrowed(topic),
+    }
+}
+
+/// `topic` from the remote as it is published locally (mosquitto's
+/// `bridge__remap_topic_in`).
+pub fn to_local<'a>(topics: &[BridgeTopic], topic: &'a str) -> Cow<'a, str> {
+    for t in topics.iter().filter(|t| t.incoming()) {
+        if mqtt::topic::matches(&t.remote, topic) {
+            let rest = topic
+                .strip_prefix(t.remote_prefix.as_str())
+                .unwrap_or(topic);
+            return Cow::Owned(format!("{}{rest}", t.local_prefix));
+        }
+    }
+    Cow::Borrowed(topic)
+}
+
+/// Where a bridge's link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Not connected; the next attempt is due at `Bridge::retry_at` (`Millis::MAX`: none).
+    Down,
+    /// The network layer is resolving and connecting; given up at `until`.
+    Starting {
+        until: Millis,
+    },
+    /// CONNECT sent on `conn`, waiting for CONNACK.
+    Connecting {
+        conn: ConnId,
+    },
+    Up {
+        conn: ConnId,
+    },
+}
+
+/// A bridge's state in the core.
+pub(super) struct Bridge {
+    pub(super) cfg: Rc<BridgeConfig>,
+    sid: Option<SessionId>,
+    link: Link,
+    retry_at: Millis,
+    /// The current back-off, milliseconds.
+    backoff: Millis,
+    /// Attempt number: an answer from the network layer for an older attempt is ignored.
+    attempt: u64,
+    address: usize,
+    /// The remote refused protocol level | 0x80: connect as a plain client from now on.
+    private_refused: bool,
+    next_ping: Millis,
+    /// Lazy start: when the link was last used.
+    last_use: Millis,
+    pub(super) reconnects: u64,
+    started_once: bool,
+}
+
+impl Bridge {
+    pub(super) fn new(cfg: BridgeConfig) -> Bridge {
+        Bridge {
+            cfg: Rc::new(cfg),
+            sid: None,
+            link: Link::Down,
+            retry_at: Millis::MAX,
+            backoff: 0,
+            attempt: 0,
+            address: 0,
+            private_refused: false,
+            next_ping: Millis::MAX,
+            last_use: 0,
+            reconnects: 0,
+            started_once: false,
+        }
+    }
+}
+
+/// What the network layer should do for a bridge: connect to `host`:`port`, for attempt
+/// number `attempt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dial {
+    pub bridge: usize,
+    pub attempt: u64,
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+/// Longest the network layer may take to resolve and connect, and the remote to answer
+/// CONNECT.
+const CONNECT_TIMEOUT_MS: Millis = 10_000;
+
+impl Broker {
+    /// The bridges' settings, in configuration order.
+    pub fn bridge_configs(&self) -> impl Iterator<Item = &BridgeConfig> {
+        self.bridges.iter().map(|b| &*b.cfg)
+    }
+
+    /// Whether `listener` (a connection's policy index) is a bridge's, and which.
+    pub(super) fn bridge_of(&self, listener: usize) -> Option<usize> {
+        listener
+            .checked_sub(self.bridge_base)
+            .filter(|&b| b < self.bridges.len())
+    }
+
+    /// Creates (or, after a restore, takes back) each bridge's local session and its
+    /// subscriptions, and schedules the first connection. Called once, after `restore`.
+    pub fn start_bridges(&mut self, now: Millis) {
+        self.now = now;
+        for b in 0..self.bridges.len() {
+            let cfg = self.bridges[b].cfg.clone();
+            let id = cfg.local_id();
+            let local_clean = cfg.local_clean_session.unwrap_or(cfg.clean_session);
+            let existing = self.by_id.get(&id, &self.sessions);
+            if let (Some(sid), true) = (existing, local_clean) {
+                // local_cleansession: nothing kept from before the restart.
+                self.end_session(sid);
+            }
+            let sid = match self.by_id.get(&id, &self.sessions) {
+                Some(sid) => {
+                    let (q, f) = (
+                        self.sessions[sid].flow.queue.len(),
+                        self.sessions[sid].flow.inflight.len(),
+                    );
+                    if q + f > 0 {
+                        info!(
+                            "Bridge {}: {} messages kept for the remote from before the restart.",
+                            cfg.name,
+                            q + f
+                        );
+                    }
+                    sid
+                }
+                None => {
+                    self.serial += 1;
+                    let mut s = Session::new(id.as_str().into());
+                    s.serial = self.serial as u32;
+                    let sid = self.sessions.insert(s);
+                    self.by_id.insert(sid, &self.sessions);
+                    sid
+                }
+            };
+            let s = &mut self.sessions[sid];
+            s.clean = local_clean;
+            s.expiry_interval = NEVER;
+            s.expires_at = None;
+            s.listener = (self.bridge_base + b) as u16;
+            // The configuration's topics, and only those.
+            let old: Vec<Box<str>> = s.subs.iter().map(|(k, _, _)| k.clone()).collect();
+            for k in old {
+                self.unsubscribe_key(sid, &k);
+            }
+            for t in cfg.topics.iter().filter(|t| t.outgoing()) {
+                let opts = SubOptions {
+                    qos: t.qos,
+                    no_local: true,
+                    retain_as_published: cfg.outgoing_retain,
+                    retain_handling: 2,
+                };
+                self.subscribe_key(sid, &t.local, opts, 0);
+            }
+            let br = &mut self.bridges[b];
+            br.sid = Some(sid);
+            br.link = Link::Down;
+            br.backoff = cfg.restart_base as Millis * 1000;
+            br.retry_at = match cfg.start_type {
+                StartType::Lazy => Millis::MAX,
+                _ => now,
+            };
+            self.bridge_notify(b, false);
+        }
+    }
+
+    /// The next bridge that should connect now, if any: the network layer resolves `host`,
+    /// connects, and calls [`Broker::bridge_open`] or [`Broker::bridge_failed`] with `attempt`.
+    pub fn bridge_due(&mut self, now: Millis) -> Option<Dial> {
+        self.now = now;
+        for b in 0..self.bridges.len() {
+            self.lazy_check(b, now);
+            let br = &mut self.bridges[b];
+            if br.link != Link::Down || br.retry_at > now || br.cfg.addresses.is_empty() {
+                continue;
+            }
+            br.attempt += 1;
+            br.retry_at = Millis::MAX;
+            br.link = Link::Starting {
+                until: now + CONNECT_TIMEOUT_MS,
+            };
+            br.started_once = true;
+            let (host, port) = br.cfg.addresses[br.address % br.cfg.addresses.len()].clone();
+            info!("Connecting bridge {} ({host}:{port})", br.cfg.name);
+            return Some(Dial {
+                bridge: b,
+                attempt: br.attempt,
+                host,
+                port,
+                tls: br.cfg.tls.enabled(),
+            });
+        }
+        None
+    }
+
+    /// Lazy bridges connect once `threshold` messages wait for the remote.
+    fn lazy_check(&mut self, b: usize, now: Millis) {
+        let br = &self.bridges[b];
+        if br.cfg.start_type != StartType::Lazy || br.link != Link::Down {
+            return;
+        }
+        let queued = br.sid.map_or(0, |sid| self.sessions[sid].flow.queue.len());
+        if queued >= br.cfg.threshold && br.retry_at == Millis::MAX {
+            self.bridges[b].retry_at = now;
+        }
+    }
+
+    /// Attempt `attempt` of bridge `b` could not resolve or connect (`why`, for the log).
+    pub fn bridge_failed(&mut self, b: usize, attempt: u64, why: &str, now: Millis) {
+        self.now = now;
+        let Some(br) = self.bridges.get(b) else {
+            return;
+        };
+        if br.attempt != attempt || !matches!(br.link, Link::Starting { .. }) {
+            return;
+        }
+        warn!("Bridge {}: connection failed: {why}.", br.cfg.name);
+        self.bridge_down(b, now);
+    }
+
+    /// The network layer opened socket `id` for attempt `attempt` of bridge `b` (the connection
+    /// may still be in progress: CONNECT waits in its output). False if that attempt was given
+    /// up meanwhile: the caller closes the socket and must not use `id`.
+    pub fn bridge_open(&mut self, b: usize, attempt: u64, id: ConnId, now: Millis) -> bool {
+        self.now = now;
+        let Some(br) = self.bridges.get(b) else {
+            return false;
+        };
+        if br.attempt != attempt || !matches!(br.link, Link::Starting { .. }) {
+            return false;
+        }
+        let cfg = br.cfg.clone();
+        // MQTT 5 remotes get No Local instead of the bridge bit.
+        let private = cfg.try_private && !br.private_refused && cfg.version != Version::V5;
+        if self.conns.len() <= id {
+            self.conns.resize_with(id + 1, || None);
+        }
+        let listener = self.bridge_base + b;
+        if let Some(n) = self.per_listener.get_mut(listener) {
+            *n += 1;
+        }
+        self.serial += 1;
+        let mut out = Vec::new();
+        encode_connect(&cfg, private, self.receive_maximum(), &mut out);
+        self.conns[id] = Some(Conn {
+            serial: self.serial,
+            listener: listener as u16,
+            state: State::AwaitConnect,
+            version: cfg.version,
+            session: None,
+            keep_alive: 0,
+            last_rx: now,
+            out,
+            out_pos: 0,
+            dirty: false,
+            timer_at: Millis::MAX,
+            v5: None,
+            extra: Lazy::default(),
+        });
+        self.mark(id);
+        self.stats.pkts_sent += 1;
+        self.bridges[b].link = Link::Connecting { conn: id };
+        self.bridges[b].next_ping = now + CONNECT_TIMEOUT_MS;
+        true
+    }
+
+    /// A packet from a bridge's remote.
+    pub(super) fn bridge_dispatch(
+        &mut self,
+        id: ConnId,
+        b: usize,
+        p: Packet<'_>,
+        now: Millis,
+    ) -> Handled {
+        let Some(conn) = self.live(id) else {
+            return Ok(());
+        };
+        if conn.state == State::AwaitConnect {
+            let Packet::Connack {
+                code,
+                props,
+                session_present,
+            } = p
+            else {
+                return Err(Fault::protocol(
+                    mqtt::reason::PROTOCOL_ERROR,
+                    format!("bridge: {} before CONNACK", p.name()),
+                ));
+            };
+            return self.bridge_connack(id, b, code, session_present, &props, now);
+        }
+        let Some(sid) = conn.session else {
+            return Ok(());
+        };
+        match p {
+            Packet::Publish(mut pb) => {
+                self.bridges[b].last_use = now;
+                let cfg = self.bridges[b].cfg.clone();
+                let local = to_local(&cfg.topics, pb.topic);
+                pb.topic = &local;
+                return self.on_publish(id, sid, pb, now);
+            }
+            Packet::Puback(a) => self.on_ack(sid, a.pid, super::Ack::Puback),
+            Packet::Pubrec(a) => self.on_pubrec(id, sid, a.pid, a.reason),
+            Packet::Pubcomp(a) => self.on_ack(sid, a.pid, super::Ack::Pubcomp),
+            Packet::Pubrel(a) => self.on_pubrel(id, sid, a.pid),
+            Packet::Suback { codes, .. } => {
+                if let Some(c) = codes.iter().find(|&&c| c >= 0x80) {
+                    warn!(
+                        "Bridge {}: the remote refused a subscription (0x{c:02x}).",
+                        self.bridges[b].cfg.name
+                    );
+                }
+            }
+            Packet::Unsuback { .. } | Packet::Pingresp => {}
+            Packet::Disconnect { reason: r, .. } => {
+                info!(
+                    "Bridge {}: the remote disconnected (reason 0x{r:02x}).",
+                    self.bridges[b].cfg.name
+                );
+                self.close(id, Close::Disconnect, now);
+            }
+            other => {
+                return Err(Fault::protocol(
+                    mqtt::reason::PROTOCOL_ERROR,
+                    format!("bridge: {} is not sent by brokers", other.name()),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn bridge_connack(
+        &mut self,
+        id: ConnId,
+        b: usize,
+        code: u8,
+        session_present: bool,
+        props: &Properties<'_>,
+        now: Millis,
+    ) -> Handled {
+        let cfg = self.bridges[b].cfg.clone();
+        let private =
+            cfg.try_private && !self.bridges[b].private_refused && cfg.version != Version::V5;
+        if code != 0 {
+            if private && code == mqtt::connack::UNACCEPTABLE_PROTOCOL_VERSION {
+                // Not a mosquitto: connect again at once as a plain client.
+                info!(
+                    "Bridge {}: the remote does not accept bridge mode (try_private); connecting as a plain client.",
+                    cfg.name
+                );
+                self.bridges[b].private_refused = true;
+                self.close(id, Close::Refused, now);
+                self.bridges[b].retry_at = now;
+                return Ok(());
+            }
+            warn!(
+                "Bridge {}: connection refused by the remote (CONNACK 0x{code:02x}).",
+                cfg.name
+            );
+            self.close(id, Close::Refused, now);
+            return Ok(());
+        }
+        let Some(sid) = self.bridges[b].sid else {
+            return Ok(());
+        };
+        info!(
+            "Bridge {} connected to the remote as {} (session present {}).",
+            cfg.name,
+            cfg.remote_id(),
+            session_present as u8
+        );
+        let v5 = cfg.version == Version::V5;
+        let Some(conn) = self.live(id) else {
+            return Ok(());
+        };
+        conn.state = State::Connected;
+        conn.session = Some(sid);
+        conn.keep_alive = cfg.keepalive;
+        conn.last_rx = now;
+        if v5 {
+            let mut max_packet = props.maximum_packet_size.unwrap_or(0);
+            if cfg.max_packet_size > 0 {
+                max_packet = match max_packet {
+                    0 => cfg.max_packet_size,
+                    m => m.min(cfg.max_packet_size),
+                };
+            }
+            conn.v5 = Some(Box::new(V5Conn {
+                receive_max: props.receive_maximum.unwrap_or(u16::MAX),
+                max_packet,
+                alias_max_out: 0,
+                ..V5Conn::default()
+            }));
+        }
+        if cfg.keepalive > 0 {
+            let at = super::timers::keepalive_deadline(now, cfg.keepalive);
+            self.arm(id, at);
+        }
+        let br = &mut self.bridges[b];
+        br.link = Link::Up { conn: id };
+        br.backoff = cfg.restart_base as Millis * 1000;
+        br.next_ping = if cfg.keepalive > 0 {
+            now + cfg.keepalive as Millis * 1000
+        } else {
+            Millis::MAX
+        };
+        br.last_use = now;
+        self.sessions[sid].conn = Some(id);
+        // The remote's subscriptions: the `in` and `both` topics; `out` ones are unsubscribed
+        // in case an earlier configuration had them the other way (bridge_attempt_unsubscribe).
+        let mut out = Vec::new();
+        for t in &cfg.topics {
+            let pid = self.sessions[sid].next_pid();
+            if t.incoming() {
+                let opts = SubOptions {
+                    qos: t.qos,
+                    no_local: v5,
+                    retain_as_published: true,
+                    retain_handling: 0,
+                };
+                Packet::Subscribe {
+                    pid,
+                    filters: vec![(t.remote.as_str(), opts)],
+                    props: Properties::default(),
+                }
+                .encode_version(cfg.version, &mut out);
+            } else if cfg.attempt_unsubscribe {
+                Packet::Unsubscribe {
+                    pid,
+                    filters: vec![t.remote.as_str()],
+                    props: Properties::default(),
+                }
+                .encode_version(cfg.version, &mut out);
+            }
+        }
+        if cfg.notifications && !cfg.notifications_local_only {
+            mqtt::encode_publish(
+                &mut out,
+                false,
+                QoS::AtMostOnce,
+                true,
+                &cfg.state_topic(),
+                None,
+                v5.then_some(&[][..]),
+                b"1",
+            );
+        }
+        if let Some(c) = self.live(id) {
+            c.out.extend_from_slice(&out);
+        }
+        self.mark(id);
+        self.bridge_notify(b, true);
+        self.resend_inflight(sid);
+        self.pump(sid);
+        Ok(())
+    }
+
+    /// Connection `id` of the bridge on `listener` closed: the session stays, with its queue,
+    /// and the next attempt is scheduled.
+    pub(super) fn bridge_closed(&mut self, listener: usize, id: ConnId, now: Millis) {
+        let Some(b) = self.bridge_of(listener) else {
+            return;
+        };
+        match self.bridges[b].link {
+            Link::Connecting { conn } | Link::Up { conn } if conn == id => {}
+            _ => return,
+        }
+        let was_up = matches!(self.bridges[b].link, Link::Up { .. });
+        if !was_up {
+            warn!(
+                "Bridge {}: connection failed (refused, reset or timed out).",
+                self.bridges[b].cfg.name
+            );
+        }
+        if was_up {
+            self.bridges[b].reconnects += 1;
+            let queued = self.bridges[b].sid.map_or(0, |sid| {
+                let f = &self.sessions[sid].flow;
+                f.queue.len() + f.inflight.len()
+            });
+            info!(
+                "Bridge {} disconnected; {queued} messages wait for the remote.",
+                self.bridges[b].cfg.name
+            );
+            self.bridge_notify(b, false);
+        }
+        self.bridge_down(b, now);
+    }
+
+    /// The link is down: schedule the next attempt (restart_timeout, with back-off), or none.
+    fn bridge_down(&mut self, b: usize, now: Millis) {
+        let jitter = self.bridge_rand();
+        let br = &mut self.bridges[b];
+        br.link = Link::Down;
+        br.next_ping = Millis::MAX;
+        let n = br.cfg.addresses.len().max(1);
+        br.address = (br.address + 1) % n;
+        let base = br.cfg.restart_base as Millis * 1000;
+        let delay = match br.cfg.restart_cap {
+            None => base,
+            Some(cap) => {
+                // Decorrelated jitter: uniform in [base, 3 x the previous delay], at most cap.
+                let cap = cap as Millis * 1000;
+                let hi = br.backoff.max(base).saturating_mul(3).max(base + 1);
+                let d = base + jitter % (hi - base);
+                d.min(cap).max(base.min(cap))
+            }
+        };
+        br.backoff = delay;
+        br.retry_at = match br.cfg.start_type {
+            StartType::Once => Millis::MAX,
+            StartType::Lazy => Millis::MAX,
+            StartType::Automatic => now + delay,
+        };
+        if br.retry_at != Millis::MAX {
+            debug!("Bridge {}: next attempt in {delay} ms.", br.cfg.name);
+        }
+    }
+
+    fn bridge_rand(&mut self) -> Millis {
+        // xorshift64 on the broker's seed.
+        let mut x = self.rng | 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// The local notification: `1` when connected, `0` when not, retained.
+    fn bridge_notify(&mut self, b: usize, up: bool) {
+        let cfg = &self.bridges[b].cfg;
+        if !cfg.notifications {
+            return;
+        }
+        let msg = Message::new(
+            &cfg.state_topic(),
+            if up { b"1" } else { b"0" },
+            QoS::AtLeastOnce,
+            true,
+        );
+        self.publish(Rc::new(msg), None);
+    }
+
+    /// Bridge deadlines: the next attempt, a PINGREQ, a connect timeout, a lazy bridge's idle
+    /// timeout.
+    pub(super) fn bridge_deadline(&self) -> Option<Millis> {
+        self.bridges
+            .iter()
+            .map(|br| {
+                let start = match br.link {
+                    Link::Starting { until } => until,
+                    _ => Millis::MAX,
+                };
+                let idle = match (br.cfg.start_type, br.link) {
+                    (StartType::Lazy, Link::Up { .. }) => {
+                        br.last_use + br.cfg.idle_timeout as Millis * 1000
+                    }
+                    _ => Millis::MAX,
+                };
+                br.retry_at.min(br.next_ping).min(start).min(idle)
+            })
+            .min()
+            .filter(|&t| t != Millis::MAX)
+    }
+
+    pub(super) fn bridge_tick(&mut self, now: Millis) {
+        for b in 0..self.bridges.len() {
+            let br = &self.bridges[b];
+            match br.link {
+                Link::Starting { until } if until <= now => {
+                    warn!(
+                        "Bridge {}: no connection after {} s; trying again later.",
+                        br.cfg.name,
+                        CONNECT_TIMEOUT_MS / 1000
+                    );
+                    self.bridge_down(b, now);
+                }
+                Link::Connecting { conn } if br.next_ping <= now => {
+                    warn!("Bridge {}: the remote did not answer CONNECT.", br.cfg.name);
+                    self.close(conn, Close::Timeout, now);
+                }
+                Link::Up { conn } => {
+                    let cfg = br.cfg.clone();
+                    if cfg.start_type == StartType::Lazy
+                        && br.last_use + cfg.idle_timeout as Millis * 1000 <= now
+                        && br
+                            .sid
+                            .is_some_and(|s| self.sessions[s].flow.inflight.is_empty())
+                    {
+                        info!("Bridge {}: idle, disconnecting.", cfg.name);
+                        self.bridge_disconnect(conn, now);
+                        continue;
+                    }
+                    if br.next_ping <= now {
+                        self.bridges[b].next_ping = now + cfg.keepalive as Millis * 1000;
+                        if let Some(out) = self.out(conn) {
+                            Packet::Pingreq.encode(out);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Ends a bridge's link with DISCONNECT (the remote discards the will).
+    fn bridge_disconnect(&mut self, conn: ConnId, now: Millis) {
+        if let Some(out) = self.out(conn) {
+            out.extend_from_slice(&[mqtt::DISCONNECT << 4, 0]);
+        }
+        self.close(conn, Close::Disconnect, now);
+    }
+
+    /// Shutdown: each connected bridge says DISCONNECT to its remote.
+    pub(super) fn bridges_shutdown(&mut self, now: Millis) {
+        for b in 0..self.bridges.len() {
+            if let Link::Up { conn } = self.bridges[b].link {
+                self.bridge_disconnect(conn, now);
+            }
+            self.bridges[b].retry_at = Millis::MAX;
+        }
+    }
+
+    /// (name, connected, messages waiting, reconnects) of each bridge, for `$SYS` and tests.
+    pub fn bridge_status(&self) -> Vec<(String, bool, usize, u64)> {
+        self.bridges
+            .iter()
+            .map(|br| {
+                let waiting = br.sid.map_or(0, |sid| {
+                    let f = &self.sessions[sid].flow;
+                    f.queue.len() + f.inflight.len()
+                });
+                (
+                    br.cfg.name.clone(),
+                    matches!(br.link, Link::Up { .. }),
+                    waiting,
+                    br.reconnects,
+                )
+            })
+            .collect()
+    }
+
+    /// `$SYS/broker/bridge/NAME/{connected,queued,reconnects}`, with the other `$SYS` topics.
+    pub(super) fn bridge_sys(&mut self) {
+        for (name, up, waiting, reconnects) in self.bridge_status() {
+            for (t, v) in [
+                ("connected", (up as u8).to_string()),
+                ("queued", waiting.to_string()),
+                ("reconnects", reconnects.to_string()),
+            ] {
+                let topic = format!("$SYS/broker/bridge/{name}/{t}");
+                let msg = Message::new(&topic, v.as_bytes(), QoS::AtMostOnce, true);
+                self.publish(Rc::new(msg), None);
+            }
+        }
+    }
+}
+
+/// The bridge's CONNECT: its will is the `0` notification on the remote; `private` sets the
+/// top bit of the protocol level (mosquitto's bridge mode).
+fn encode_connect(cfg: &BridgeConfig, private: bool, receive_max: u16, out: &mut Vec<u8>) {
+    let remote_id = cfg.remote_id();
+    let state = cfg.state_topic();
+    let v5 = cfg.version == Version::V5;
+    let mut props = Properties::default();
+    if v5 {
+        if !cfg.clean_session {
+            props.session_expiry_interval = Some(u32::MAX);
+        }
+        props.receive_maximum = Some(receive_max);
+        if cfg.max_packet_size > 0 {
+            props.maximum_packet_size = Some(cfg.max_packet_size);
+        }
+    }
+    let will = (cfg.notifications && !cfg.notifications_local_only).then(|| mqtt::Will {
+        topic: &state,
+        payload: b"0",
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        props: Properties::default(),
+    });
+    let c = mqtt::Connect {
+        version: cfg.version,
+        clean_session: cfg.clean_session,
+        keep_alive: cfg.keepalive,
+        client_id: &remote_id,
+        will,
+        username: cfg.remote_username.as_deref(),
+        password: cfg
+            .remote_password
+            .as_deref()
+            .filter(|_| cfg.remote_username.is_some())
+            .map(str::as_bytes),
+        props,
+    };
+    let start = out.len();
+    Packet::Connect(c).encode(out);
+    if private {
+        // The protocol level follows the fixed header and the protocol name.
+        let mut i = start + 1;
+        while out[i] & 0x80 != 0 {
+            i += 1;
+        }
+        let name_len = if cfg.version == Version::V31 { 6 } else { 4 };
+        out[i + 1 + 2 + name_len] |= 0x80;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(p: &str, d: Direction, lp: &str, rp: &str) -> BridgeTopic {
+        BridgeTopic::new(p, d, QoS::AtLeastOnce, lp, rp).unwrap()
+    }
+
+    /// mosquitto's remapping: the local prefix is replaced by the remote one on the way out,
+    /// and back on the way in; the first matching topic wins; no match leaves the topic.
+    #[test]
+    fn topics_are_remapped_with_prefixes() {
+        let topics = [
+            t("sensors/#", Direction::Out, "local/", "site1/"),
+            t("cmd/+", Direction::In, "", "site1/"),
+            t("both/#", Direction::Both, "", ""),
+            t("", Direction::Both, "a/exact", "b/exact"),
+        ];
+        assert_eq!(to_remote(&topics, "local/sensors/t1"), "site1/sensors/t1");
+        assert_eq!(to_remote(&topics, "both/x"), "both/x");
+        assert_eq!(to_remote(&topics, "a/exact"), "b/exact");
+        assert_eq!(to_remote(&topics, "other"), "other");
+        assert_eq!(to_local(&topics, "site1/cmd/go"), "cmd/go");
+        assert_eq!(to_local(&topics, "b/exact"), "a/exact");
+        // An `out` topic does not map incoming messages.
+        assert_eq!(to_local(&topics, "site1/sensors/t1"), "site1/sensors/t1");
+    }
+
+    /// Prefix rules of mosquitto's `bridge__add_topic`.
+    #[test]
+    fn bad_prefixes_are_refused() {
+        let q = QoS::AtMostOnce;
+        assert!(BridgeTopic::new("", Direction::Out, q, "a/", "").is_err());
+        assert!(BridgeTopic::new("x", Direction::Out, q, "a/+/", "").is_err());
+        assert!(BridgeTopic::new("#", Direction::Out, q, "a", "").is_err());
+        assert!(BridgeTopic::new("#", Direction::Out, q, "a/", "b/").is_ok());
+    }
+
+    /// With try_private the protocol level byte carries the bridge bit: 0x84 for 3.1.1, and
+    /// the will is the `0` notification, retained at QoS 1.
+    #[test]
+    fn bridge_connect_bytes() {
+        let mut cfg = BridgeConfig::new("b1");
+        cfg.remote_clientid = Some("pi.b1".into());
+        cfg.keepalive = 30;
+        let mut out = Vec::new();
+        encode_connect(&cfg, true, 20, &mut out);
+        let topic = b"$SYS/broker/connection/pi.b1/state";
+        let mut want = vec![0x10, 0];
+        want.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 0x84, 0x2c, 0, 30]);
+        want.extend_from_slice(&[0, 5]);
+        want.extend_from_slice(b"pi.b1");
+        want.extend_from_slice(&[0, topic.len() as u8]);
+        want.extend_from_slice(topic);
+        want.extend_from_slice(&[0, 1, b'0']);
+        want[1] = (want.len() - 2) as u8;
+        assert_eq!(out, want);
+    }
+}

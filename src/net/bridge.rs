@@ -1,0 +1,163 @@
+//! Bridges' outgoing connections, in the same loop as everything else.
+//!
+//! Nothing here blocks the loop: an address that is not an IP literal is resolved by one
+//! small resolver thread, which only calls `getaddrinfo` (through `ToSocketAddrs`) and wakes
+//! the loop with the answer; the connect is non-blocking (CONNECT waits in the broker's output
+//! until the socket is writable); back-off, timeouts and keepalive are the core's
+//! (`broker/bridge.rs`), which also gives up on a resolver that does not answer. Once open, a
+//! bridge's socket is one more entry of the connection slab, read and written like a client's.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use log::{error, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Token, Waker};
+
+use super::{Server, Sock, CONN_BASE};
+use crate::broker::Dial;
+
+/// The resolver thread's wake-up token.
+pub(super) const RESOLVER_TOKEN: usize = CONN_BASE - 2;
+
+type Answer = (Dial, Result<Vec<SocketAddr>, String>);
+
+/// The resolver thread and its channels (started when first needed).
+pub(super) struct Resolver {
+    ask: mpsc::Sender<Dial>,
+    answers: mpsc::Receiver<Answer>,
+}
+
+impl Resolver {
+    fn start(waker: Waker) -> io::Result<Resolver> {
+        let (ask, questions) = mpsc::channel::<Dial>();
+        let (tell, answers) = mpsc::channel::<Answer>();
+        let waker = Arc::new(waker);
+        std::thread::Builder::new()
+            .name("resolver".into())
+            .spawn(move || {
+                for d in questions {
+                    let r = (d.host.as_str(), d.port)
+                        .to_socket_addrs()
+                        .map(|a| a.collect())
+                        .map_err(|e| e.to_string());
+                    if tell.send((d, r)).is_err() {
+                        return;
+                    }
+                    let _ = waker.wake();
+                }
+            })?;
+        Ok(Resolver { ask, answers })
+    }
+}
+
+impl Server {
+    /// Starts the connections the core says are due.
+    pub(super) fn bridges_due(&mut self) {
+        let now = self.now();
+        while let Some(d) = self.broker.bridge_due(now) {
+            if let Ok(ip) = d.host.parse::<IpAddr>() {
+                let addr = SocketAddr::new(ip, d.port);
+                self.bridge_connect(d, &[addr]);
+                continue;
+            }
+            if self.resolver.is_none() {
+                let started = Waker::new(self.poll.registry(), Token(RESOLVER_TOKEN))
+                    .and_then(Resolver::start);
+                match started {
+                    Ok(r) => self.resolver = Some(r),
+                    Err(e) => {
+                        error!("Unable to start the resolver thread: {e}.");
+                        self.broker
+                            .bridge_failed(d.bridge, d.attempt, "no resolver", now);
+                        continue;
+                    }
+                }
+            }
+            if let Some(r) = &self.resolver {
+                if let Err(mpsc::SendError(d)) = r.ask.send(d) {
+                    self.broker
+                        .bridge_failed(d.bridge, d.attempt, "resolver gone", now);
+                }
+            }
+        }
+    }
+
+    /// Answers from the resolver thread.
+    pub(super) fn bridges_resolved(&mut self) {
+        loop {
+            let Some(r) = &self.resolver else {
+                return;
+            };
+            let Ok((d, answer)) = r.answers.try_recv() else {
+                return;
+            };
+            match answer {
+                Ok(mut addrs) if !addrs.is_empty() => {
+                    // IPv4 first: a remote listening on 127.0.0.1 only is reached from
+                    // "localhost" at once.
+                    addrs.sort_by_key(|a| a.is_ipv6());
+                    self.bridge_connect(d, &addrs);
+                }
+                Ok(_) => {
+                    let now = self.now();
+                    let why = format!("{}: no address", d.host);
+                    self.broker.bridge_failed(d.bridge, d.attempt, &why, now);
+                }
+                Err(e) => {
+                    let now = self.now();
+                    let why = format!("{}: {e}", d.host);
+                    self.broker.bridge_failed(d.bridge, d.attempt, &why, now);
+                }
+            }
+        }
+    }
+
+    /// A non-blocking connect to the first address; the core's CONNECT waits in its output.
+    fn bridge_connect(&mut self, d: Dial, addrs: &[SocketAddr]) {
+        let now = self.now();
+        let mut last = None;
+        let mut stream = None;
+        for &a in addrs {
+            match TcpStream::connect(a) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(format!("{a}: {e}")),
+            }
+        }
+        let Some(mut stream) = stream else {
+            let why = last.unwrap_or_else(|| "no address".into());
+            self.broker.bridge_failed(d.bridge, d.attempt, &why, now);
+            return;
+        };
+        let key = self.socks.vacant_key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(CONN_BASE + key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("Unable to register a bridge connection: {e}.");
+            self.broker
+                .bridge_failed(d.bridge, d.attempt, &e.to_string(), now);
+            return;
+        }
+        if self.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        self.socks.insert(Sock {
+            stream,
+            extra: None,
+            writable: true,
+            closing: false,
+            queued: false,
+        });
+        if !self.broker.bridge_open(d.bridge, d.attempt, key, now) {
+            let mut s = self.socks.remove(key);
+            let _ = self.poll.registry().deregister(&mut s.stream);
+        }
+    }
+}
