@@ -218,6 +218,34 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Bridges with TLS: their client configurations, read now so that a bad file stops
+    // start-up with a message naming it.
+    #[cfg(feature = "tls")]
+    {
+        let mut tls = Vec::new();
+        for b in server.broker().bridge_configs() {
+            if !b.tls.enabled() {
+                tls.push(None);
+                continue;
+            }
+            match net::tls_client::client_config(&b.name, &b.tls) {
+                Ok(c) => tls.push(Some(c)),
+                Err(e) => {
+                    error!("Error: {e}.");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        server.set_bridge_tls(tls);
+    }
+    #[cfg(not(feature = "tls"))]
+    if let Some(b) = server.broker().bridge_configs().find(|b| b.tls.enabled()) {
+        error!(
+            "Error: bridge {}: this midge was built without TLS.",
+            b.name
+        );
+        return ExitCode::from(1);
+    }
     server.set_stacks(listener_stacks);
     if let Some(store) = store {
         server.persist(

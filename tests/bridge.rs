@@ -683,3 +683,175 @@ fn faults_remote_and_midge_restarts_lose_nothing() {
     drop(remote);
     drop(midge);
 }
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl is needed for the TLS bridge test: run scripts/test.sh");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A CA, a server certificate for localhost / 127.0.0.1 and a client certificate, and a
+/// second CA that signed nothing.
+fn pki(d: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["ca", "other"] {
+        let subj = format!("/CN=bridge test {ca}");
+        let (key, crt) = (format!("{ca}.key"), format!("{ca}.crt"));
+        let mut a = vec!["req", "-x509", "-days", "30", "-subj", &subj];
+        a.extend(ec);
+        a.extend(["-keyout", &key, "-out", &crt]);
+        openssl(d, &a);
+    }
+    std::fs::write(
+        d.join("ext.cnf"),
+        "[server]\nsubjectAltName = DNS:localhost,IP:127.0.0.1\n[client]\nextendedKeyUsage = clientAuth\n",
+    )
+    .unwrap();
+    for (name, subj, ext) in [
+        ("server", "/CN=localhost", "server"),
+        ("client", "/CN=pi1", "client"),
+    ] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let mut a = vec!["req", "-new", "-subj", subj, "-keyout", &key, "-out", &csr];
+        a.extend(ec);
+        openssl(d, &a);
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-extfile",
+                "ext.cnf",
+                "-extensions",
+                ext,
+                "-out",
+                &crt,
+            ],
+        );
+    }
+}
+
+/// A TLS remote (mosquitto, client certificate required), reached by host name through the
+/// resolver thread, with MQTT 5 and ALPN; a bridge trusting another CA does not connect and
+/// says why.
+#[test]
+fn tls_remote_with_client_certificate() {
+    let dir = TempDir::new();
+    let d = dir.0.clone();
+    pki(&d);
+    let p = |n: &str| d.join(n).display().to_string();
+    let rport = free_port();
+    let _r = Mosquitto::start(
+        &dir,
+        rport,
+        &format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            p("ca.crt"),
+            p("server.crt"),
+            p("server.key")
+        ),
+    );
+    let tls = |ca: &str| {
+        format!(
+            "address localhost:{rport}\nbridge_cafile {}\nbridge_certfile {}\nbridge_keyfile {}\n\
+             bridge_alpn mqtt\nbridge_protocol_version mqttv50\ntopic t/# out 1\n",
+            p(ca),
+            p("client.crt"),
+            p("client.key")
+        )
+    };
+    let m = Midge::start(&format!(
+        "allow_anonymous true\nconnection up\nrestart_timeout 1 2\n{}",
+        tls("ca.crt")
+    ));
+    wait_bridge_up(&m);
+    // The remote only speaks TLS: its subscriber is mosquitto_sub, with a certificate too.
+    let sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &rport.to_string(),
+            "--cafile",
+            &p("ca.crt"),
+            "--cert",
+            &p("client.crt"),
+            "--key",
+            &p("client.key"),
+            "-t",
+            "t/#",
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "-q",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut lpub = m.client();
+    lpub.handshake("lpub", true, 60, false);
+    publish_acked(&mut lpub, "t/1", b"over tls", 1, false, 1);
+    let out = sub.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "over tls\n");
+
+    let bad = Midge::start(&format!(
+        "allow_anonymous true\nconnection up\nrestart_timeout 1 2\n{}",
+        tls("other.crt")
+    ));
+    let line = bad
+        .wait_log("TLS error")
+        .unwrap_or_else(|| panic!("no TLS error logged:\n{}", bad.log_text()));
+    assert!(line.contains("certificate"), "{line}");
+    assert!(!bad.log_text().contains("Bridge up connected"));
+}
+
+/// A bridge's unreadable CA file stops start-up with a message naming the option and file;
+/// an unsupported bridge option names its line.
+#[test]
+fn bridge_config_errors_stop_start_up() {
+    let dir = TempDir::new();
+    let conf = dir.write(
+        "m.conf",
+        "listener 0 127.0.0.1\nconnection up\naddress 127.0.0.1:1\nbridge_cafile /nonexistent/ca.crt\n",
+    );
+    let (code, log) = Midge::run_to_exit(&["-c", conf.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("bridge_cafile '/nonexistent/ca.crt'"), "{log}");
+    let conf = dir.write(
+        "n.conf",
+        "listener 0 127.0.0.1\nconnection up\naddress 127.0.0.1:1\nbridge_psk 00ff\n",
+    );
+    let (code, log) = Midge::run_to_exit(&["-c", conf.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains(":4:") && log.contains("bridge_psk"), "{log}");
+}

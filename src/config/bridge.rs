@@ -2,7 +2,7 @@
 //! after it configure that bridge (mosquitto's names, meanings and defaults; see
 //! `broker::BridgeConfig`).
 
-use super::{boolean, number, one, Config};
+use super::{boolean, number, one, rest, Config};
 use crate::broker::{BridgeConfig, BridgeTopic, Direction, StartType};
 use crate::mqtt::{QoS, Version};
 
@@ -19,14 +19,6 @@ const NOT_YET: &[&str] = &[
     "bridge_tcp_user_timeout",
     "local_username",
     "local_password",
-    // TLS towards the remote: not yet.
-    "bridge_cafile",
-    "bridge_capath",
-    "bridge_certfile",
-    "bridge_keyfile",
-    "bridge_insecure",
-    "bridge_tls_version",
-    "bridge_alpn",
 ];
 
 const OPTIONS: &[&str] = &[
@@ -56,6 +48,13 @@ const OPTIONS: &[&str] = &[
     "bridge_attempt_unsubscribe",
     "bridge_outgoing_retain",
     "bridge_max_packet_size",
+    "bridge_cafile",
+    "bridge_capath",
+    "bridge_certfile",
+    "bridge_keyfile",
+    "bridge_insecure",
+    "bridge_tls_version",
+    "bridge_alpn",
 ];
 
 /// Handles `option` if it is a bridge option: `None` if it is not one.
@@ -219,6 +218,21 @@ fn set(b: &mut BridgeConfig, option: &str, v: &[&str]) -> Result<(), String> {
         "bridge_attempt_unsubscribe" => b.attempt_unsubscribe = boolean(one(v)?)?,
         "bridge_outgoing_retain" => b.outgoing_retain = boolean(one(v)?)?,
         "bridge_max_packet_size" => b.max_packet_size = number(one(v)?)?,
+        "bridge_cafile" => b.tls.cafile = Some(rest(v)?),
+        "bridge_capath" => b.tls.capath = Some(rest(v)?),
+        "bridge_certfile" => b.tls.certfile = Some(rest(v)?),
+        "bridge_keyfile" => b.tls.keyfile = Some(rest(v)?),
+        "bridge_insecure" => b.tls.insecure = boolean(one(v)?)?,
+        "bridge_tls_version" => {
+            let t = one(v)?;
+            if !["tlsv1.3", "tlsv1.2"].contains(&t) {
+                return Err(format!(
+                    "'{t}' is not tlsv1.3 or tlsv1.2 (older versions are not offered)"
+                ));
+            }
+            b.tls.version = Some(t.into());
+        }
+        "bridge_alpn" => b.tls.alpn = Some(one(v)?.into()),
         _ => return Err(format!("unknown bridge option '{option}'")),
     }
     Ok(())

@@ -16,7 +16,7 @@ use log::{error, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token, Waker};
 
-use super::{Server, Sock, CONN_BASE};
+use super::{Extra, Layer, Server, Sock, CONN_BASE};
 use crate::broker::Dial;
 
 /// The resolver thread's wake-up token.
@@ -24,8 +24,17 @@ pub(super) const RESOLVER_TOKEN: usize = CONN_BASE - 2;
 
 type Answer = (Dial, Result<Vec<SocketAddr>, String>);
 
+/// What the server keeps for its bridges: the resolver, and each bridge's TLS client
+/// configuration (`None`: plain TCP).
+#[derive(Default)]
+pub(super) struct Links {
+    resolver: Option<Resolver>,
+    #[cfg(feature = "tls")]
+    pub(super) tls: Vec<Option<Arc<rustls::ClientConfig>>>,
+}
+
 /// The resolver thread and its channels (started when first needed).
-pub(super) struct Resolver {
+struct Resolver {
     ask: mpsc::Sender<Dial>,
     answers: mpsc::Receiver<Answer>,
 }
@@ -63,11 +72,11 @@ impl Server {
                 self.bridge_connect(d, &[addr]);
                 continue;
             }
-            if self.resolver.is_none() {
+            if self.links.resolver.is_none() {
                 let started = Waker::new(self.poll.registry(), Token(RESOLVER_TOKEN))
                     .and_then(Resolver::start);
                 match started {
-                    Ok(r) => self.resolver = Some(r),
+                    Ok(r) => self.links.resolver = Some(r),
                     Err(e) => {
                         error!("Unable to start the resolver thread: {e}.");
                         self.broker
@@ -76,7 +85,7 @@ impl Server {
                     }
                 }
             }
-            if let Some(r) = &self.resolver {
+            if let Some(r) = &self.links.resolver {
                 if let Err(mpsc::SendError(d)) = r.ask.send(d) {
                     self.broker
                         .bridge_failed(d.bridge, d.attempt, "resolver gone", now);
@@ -88,7 +97,7 @@ impl Server {
     /// Answers from the resolver thread.
     pub(super) fn bridges_resolved(&mut self) {
         loop {
-            let Some(r) = &self.resolver else {
+            let Some(r) = &self.links.resolver else {
                 return;
             };
             let Ok((d, answer)) = r.answers.try_recv() else {
@@ -113,6 +122,27 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// The TLS client layer of a bridge connection.
+    #[cfg(feature = "tls")]
+    fn tls_layer(&self, d: &Dial) -> Result<Box<dyn Layer>, String> {
+        let Some(Some(config)) = self.links.tls.get(d.bridge) else {
+            return Err("no TLS configuration".into());
+        };
+        let layer = super::tls_client::TlsClientLayer::new(config.clone(), &d.host)?;
+        Ok(Box::new(layer))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls_layer(&self, _d: &Dial) -> Result<Box<dyn Layer>, String> {
+        Err("this midge was built without TLS".into())
+    }
+
+    /// Each bridge's TLS client configuration, by bridge index.
+    #[cfg(feature = "tls")]
+    pub fn set_bridge_tls(&mut self, tls: Vec<Option<Arc<rustls::ClientConfig>>>) {
+        self.links.tls = tls;
     }
 
     /// A non-blocking connect to the first address; the core's CONNECT waits in its output.
@@ -148,9 +178,24 @@ impl Server {
         if self.nodelay {
             let _ = stream.set_nodelay(true);
         }
+        let extra = if d.tls {
+            match self.tls_layer(&d) {
+                Ok(layer) => Some(Box::new(Extra {
+                    kept: Vec::new(),
+                    layers: vec![layer],
+                })),
+                Err(why) => {
+                    let _ = self.poll.registry().deregister(&mut stream);
+                    self.broker.bridge_failed(d.bridge, d.attempt, &why, now);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         self.socks.insert(Sock {
             stream,
-            extra: None,
+            extra,
             writable: true,
             closing: false,
             queued: false,

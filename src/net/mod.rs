@@ -67,6 +67,8 @@ pub mod http;
 mod signals;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "tls")]
+pub mod tls_client;
 pub mod websocket;
 pub mod ws;
 
@@ -411,8 +413,8 @@ pub struct Server {
     signals: Option<Signals>,
     reload: Option<Reload>,
     persist: Option<Persist>,
-    /// Resolves bridges' remote names off the loop (started when first needed).
-    resolver: Option<bridge::Resolver>,
+    /// Bridges: the resolver thread, TLS client configurations.
+    links: bridge::Links,
 }
 
 /// The persistence file and when to write it.
@@ -448,7 +450,7 @@ impl Server {
             signals: None,
             reload: None,
             persist: None,
-            resolver: None,
+            links: bridge::Links::default(),
         })
     }
 

@@ -122,7 +122,7 @@ pub fn server_config(t: &Tls) -> Result<Arc<ServerConfig>, String> {
 }
 
 /// Every certificate in a PEM file, leaf first for a chain; none is an error.
-fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(super) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(&e))?;
@@ -134,7 +134,7 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// The private key of a PEM file (PKCS#8, PKCS#1 RSA or SEC1 EC). An encrypted key is an error
 /// that says how to decrypt it: nobody is there to type its passphrase.
-fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+pub(super) fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
     let text = String::from_utf8_lossy(pem);
     if text.contains("BEGIN ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
         return Err(
@@ -190,7 +190,7 @@ fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
 
 /// `capath`: every certificate in the directory's files (`openssl rehash` links, .pem, .crt).
 /// Files that hold no certificate are skipped; a directory with none is an error.
-fn add_dir(roots: &mut RootCertStore, dir: &str) -> Result<(), String> {
+pub(super) fn add_dir(roots: &mut RootCertStore, dir: &str) -> Result<(), String> {
     let mut found = 0;
     let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
     for entry in entries.flatten() {
