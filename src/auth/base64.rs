@@ -1,14 +1,15 @@
 //! Standard base64 (RFC 4648 §4: `A-Z a-z 0-9 + /`, `=` padding), as mosquitto writes salts and
-//! hashes in password files.
+//! hashes in password files, by the `base64` crate.
 //!
 //! The decoder is strict: the length must be a multiple of 4, padding may only close the last
 //! quantum, and the unused bits before the padding must be zero (so every accepted string is the
-//! one this encoder would write). It never panics, and its errors never quote the input: the input
+//! one the encoder would write). It never panics, and its errors never quote the input: the input
 //! is a password hash.
 
 use std::fmt;
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 
 /// Why a string is not valid base64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,70 +43,22 @@ impl std::error::Error for DecodeError {}
 
 /// Encodes `data` with padding.
 pub fn encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
-        for (i, s) in sextets.iter().enumerate() {
-            // A chunk of k bytes yields k + 1 characters, then padding.
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[*s as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn value(c: u8) -> Option<u32> {
-    let v = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    };
-    Some(u32::from(v))
+    STANDARD.encode(data)
 }
 
 /// Decodes padded standard base64.
 pub fn decode(s: &str) -> Result<Vec<u8>, DecodeError> {
-    let bytes = s.as_bytes();
-    if bytes.len() % 4 != 0 {
-        return Err(DecodeError::Length(bytes.len()));
+    if s.len() % 4 != 0 {
+        return Err(DecodeError::Length(s.len()));
     }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    let quanta = bytes.len() / 4;
-    for (q, quad) in bytes.chunks_exact(4).enumerate() {
-        let last = q + 1 == quanta;
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return Err(DecodeError::Padding);
+    STANDARD.decode(s).map_err(|e| match e {
+        base64::DecodeError::InvalidByte(_, b'=') | base64::DecodeError::InvalidPadding => {
+            DecodeError::Padding
         }
-        let mut n = 0u32;
-        for (i, &c) in quad[..4 - pad].iter().enumerate() {
-            match value(c) {
-                Some(v) => n |= v << (18 - 6 * i),
-                // A '=' here is padding followed by data ("A=BC").
-                None if c == b'=' => return Err(DecodeError::Padding),
-                None => return Err(DecodeError::Byte(q * 4 + i)),
-            }
-        }
-        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        let keep = 3 - pad;
-        if decoded[keep..].iter().any(|&b| b != 0) {
-            return Err(DecodeError::TrailingBits);
-        }
-        out.extend_from_slice(&decoded[..keep]);
-    }
-    Ok(out)
+        base64::DecodeError::InvalidByte(at, _) => DecodeError::Byte(at),
+        base64::DecodeError::InvalidLastSymbol(..) => DecodeError::TrailingBits,
+        base64::DecodeError::InvalidLength(_) => DecodeError::Length(s.len()),
+    })
 }
 
 #[cfg(test)]
