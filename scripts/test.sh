@@ -41,4 +41,5 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
+scripts/audit.sh
 cargo test --all-targets "$@"

@@ -315,6 +315,10 @@ fn header_with_version(version: u32, flags: u32, retained: u64, sessions: u64) -
 /// # Panics
 /// If one string, payload or record is 4 GiB or longer, which the broker's limits rule out
 /// ([`encode_into`] returns an error instead).
+#[allow(
+    clippy::panic,
+    reason = "documented above; the broker saves with encode_into"
+)]
 pub fn encode(s: &Snapshot) -> Vec<u8> {
     let mut out = Vec::new();
     if let Err(e) = encode_into(s, &mut out) {
