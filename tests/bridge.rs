@@ -855,3 +855,80 @@ fn bridge_config_errors_stop_start_up() {
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains(":4:") && log.contains("bridge_psk"), "{log}");
 }
+
+/// Round trips of QoS 1 PUBLISH -> PUBACK on `c` for `dur`: the 99th percentile, in ms.
+fn p99_round_trip(c: &mut Client, topic: &str, dur: Duration) -> f64 {
+    let mut times = Vec::new();
+    let start = Instant::now();
+    let mut pid = 0u16;
+    while start.elapsed() < dur {
+        pid = pid % 60000 + 1;
+        let t = Instant::now();
+        publish_acked(c, topic, b"ping", 1, false, pid);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[(times.len() * 99 / 100).min(times.len() - 1)]
+}
+
+/// A remote that accepts the connection and never answers (a stalled broker): local clients'
+/// round trips stay fast while the bridge waits for CONNACK (and gives up after 10 s).
+#[test]
+fn a_remote_that_never_answers_does_not_stall_local_clients() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sport = silent.local_addr().unwrap().port();
+    // Accepted and held, never read from or written to.
+    let held = Arc::new(Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for s in silent.incoming().flatten() {
+                held.lock().unwrap().push(s);
+            }
+        });
+    }
+    let m = Midge::start(&format!(
+        "allow_anonymous true\nconnection up\naddress 127.0.0.1:{sport}\nrestart_timeout 1 2\n\
+         topic # out 1\n"
+    ));
+    m.wait_log("Connecting bridge up").unwrap();
+    let mut c = m.client();
+    c.handshake("rtt", true, 60, false);
+    let p99 = p99_round_trip(&mut c, "x/y", Duration::from_secs(2));
+    println!("stalled remote: local QoS 1 round trip p99 {p99:.2} ms");
+    assert!(!held.lock().unwrap().is_empty(), "the bridge connected");
+    let limit = if std::env::var_os("XCHECK_EXEC_WRAPPER").is_some() {
+        200.0
+    } else {
+        25.0
+    };
+    assert!(p99 < limit, "p99 {p99:.2} ms");
+    assert!(!m.log_text().contains("Bridge up connected"));
+}
+
+/// `$SYS/broker/bridge/NAME/{connected,queued,reconnects}` each `sys_interval`: a bridge
+/// whose remote is away shows 0, the messages waiting for it, and no reconnects yet.
+#[test]
+fn sys_topics_show_state_queue_and_reconnects() {
+    let m = Midge::start(&format!(
+        "allow_anonymous true\nsys_interval 1\nconnection up\naddress 127.0.0.1:{}\n\
+         restart_timeout 1 2\ntopic q/# out 1\n",
+        free_port()
+    ));
+    let mut p = m.client();
+    p.handshake("p", true, 60, false);
+    for i in 1..=3 {
+        publish_acked(&mut p, "q/x", b"m", 1, false, i);
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut s = subscriber(m.port, "s", &[("$SYS/broker/bridge/up/#", 0)]);
+    let mut got = HashMap::new();
+    while got.len() < 3 {
+        let (t, v, _, _) = take_publish(&mut s);
+        got.insert(t, String::from_utf8(v).unwrap());
+    }
+    assert_eq!(got["$SYS/broker/bridge/up/connected"], "0");
+    assert_eq!(got["$SYS/broker/bridge/up/queued"], "3");
+    assert_eq!(got["$SYS/broker/bridge/up/reconnects"], "0");
+}

@@ -1007,4 +1007,105 @@ mod tests {
         want[1] = (want.len() - 2) as u8;
         assert_eq!(out, want);
     }
+
+    fn broker_with(f: impl FnOnce(&mut BridgeConfig)) -> Broker {
+        let mut cfg = super::super::Config::default();
+        let mut b = BridgeConfig::new("up");
+        b.addresses.push(("remote.example".into(), 1883));
+        b.addresses.push(("backup.example".into(), 1884));
+        f(&mut b);
+        cfg.bridges.push(b);
+        let mut br = Broker::new(cfg);
+        br.start_bridges(0);
+        br
+    }
+
+    /// A name that never resolves (a resolver that does not answer) costs the loop nothing:
+    /// the attempt is given up after the connect timeout, a late answer is ignored, and the
+    /// next attempt goes to the next address after restart_timeout.
+    #[test]
+    fn a_resolver_that_never_answers_is_given_up_and_retried() {
+        let mut br = broker_with(|b| {
+            b.restart_base = 1;
+            b.restart_cap = None;
+        });
+        let d = br.bridge_due(0).expect("due at start-up");
+        assert_eq!((d.host.as_str(), d.port), ("remote.example", 1883));
+        assert!(br.bridge_due(1).is_none(), "one attempt at a time");
+        assert_eq!(br.next_deadline(), Some(CONNECT_TIMEOUT_MS));
+        br.tick(CONNECT_TIMEOUT_MS);
+        assert!(!br.bridge_open(0, d.attempt, 3, CONNECT_TIMEOUT_MS + 1));
+        assert_eq!(br.next_deadline(), Some(CONNECT_TIMEOUT_MS + 1000));
+        assert!(br.bridge_due(CONNECT_TIMEOUT_MS + 999).is_none());
+        let d2 = br.bridge_due(CONNECT_TIMEOUT_MS + 1000).expect("retried");
+        assert_eq!(d2.attempt, d.attempt + 1);
+        assert_eq!((d2.host.as_str(), d2.port), ("backup.example", 1884));
+    }
+
+    /// restart_timeout BASE CAP: every delay lies between base and cap, and they grow from
+    /// base while failures go on (decorrelated jitter).
+    #[test]
+    fn back_off_stays_between_base_and_cap() {
+        let mut br = broker_with(|b| {
+            b.restart_base = 1;
+            b.restart_cap = Some(8);
+        });
+        let mut now = 0;
+        let mut delays = Vec::new();
+        for _ in 0..30 {
+            let d = br.bridge_due(now).expect("due");
+            br.bridge_failed(0, d.attempt, "refused", now);
+            let next = br.next_deadline().unwrap();
+            delays.push(next - now);
+            now = next;
+        }
+        assert!(
+            delays.iter().all(|&d| (1000..=8000).contains(&d)),
+            "{delays:?}"
+        );
+        assert!(delays.iter().any(|&d| d > 3000), "{delays:?}");
+        let mut br = broker_with(|b| {
+            b.restart_base = 5;
+            b.restart_cap = None;
+        });
+        let d = br.bridge_due(0).unwrap();
+        br.bridge_failed(0, d.attempt, "refused", 0);
+        assert_eq!(br.next_deadline(), Some(5000));
+    }
+
+    /// While the link is down, QoS 1 messages for the remote wait in the bridge's session,
+    /// in order, bounded by max_queued_messages; QoS 0 ones are not kept.
+    #[test]
+    fn messages_wait_for_the_link_within_bounds() {
+        let mut cfg = super::super::Config {
+            max_queued_messages: 3,
+            ..Default::default()
+        };
+        let mut b = BridgeConfig::new("up");
+        b.addresses.push(("127.0.0.1".into(), 1883));
+        b.topics
+            .push(BridgeTopic::new("#", Direction::Out, QoS::AtLeastOnce, "", "").unwrap());
+        cfg.bridges.push(b);
+        let mut br = Broker::new(cfg);
+        br.start_bridges(0);
+        for i in 0..5u8 {
+            br.publish(
+                Rc::new(Message::new("a", &[i], QoS::AtLeastOnce, false)),
+                None,
+            );
+        }
+        br.publish(
+            Rc::new(Message::new("a", b"q0", QoS::AtMostOnce, false)),
+            None,
+        );
+        assert_eq!(br.bridge_status(), vec![("up".to_string(), false, 3, 0)]);
+        let sid = br.bridges[0].sid.unwrap();
+        let kept: Vec<u8> = br.sessions[sid]
+            .flow
+            .queue
+            .iter()
+            .map(|q| q.msg.payload[0])
+            .collect();
+        assert_eq!(kept, vec![0, 1, 2]);
+    }
 }
