@@ -139,7 +139,8 @@ pub struct BridgeConfig {
     pub try_private: bool,
     pub attempt_unsubscribe: bool,
     pub outgoing_retain: bool,
-    /// Largest packet sent to the remote (0: no limit of ours).
+    /// Largest packet sent to an MQTT 5 remote, with the remote's own Maximum Packet Size
+    /// (0: no limit of ours).
     pub max_packet_size: u32,
     pub tls: BridgeTls,
 }
@@ -911,9 +912,6 @@ fn encode_connect(cfg: &BridgeConfig, private: bool, receive_max: u16, out: &mut
             props.session_expiry_interval = Some(u32::MAX);
         }
         props.receive_maximum = Some(receive_max);
-        if cfg.max_packet_size > 0 {
-            props.maximum_packet_size = Some(cfg.max_packet_size);
-        }
     }
     let will = (cfg.notifications && !cfg.notifications_local_only).then(|| mqtt::Will {
         topic: &state,
