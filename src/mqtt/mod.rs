@@ -10,12 +10,14 @@
 //! complete, before a single byte of the body is waited for, so a peer can never make the caller
 //! buffer more than it allows.
 
+mod encode;
 mod packet;
 mod primitives;
 pub mod props;
 pub mod reason;
 pub mod topic;
 
+pub use encode::*;
 pub use packet::*;
 pub use primitives::{read_remaining_length, write_remaining_length, MAX_REMAINING_LENGTH};
 pub use props::Properties;

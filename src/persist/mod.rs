@@ -1,7 +1,7 @@
 //! The on-disk snapshot: what survives a restart, as plain data.
 //!
 //! The broker turns its state into a [`Snapshot`] (`Broker::snapshot`) and back
-//! (`Broker::restore`); [`format`] turns a snapshot into bytes and bytes back into as much of a
+//! (`Broker::restore`); [`format`](mod@format) turns a snapshot into bytes and bytes back into as much of a
 //! snapshot as is intact, without IO; [`store`] reads and writes the file (write a new file,
 //! fsync, rename over the old one, fsync the directory: [`atomic`]).
 
