@@ -286,23 +286,20 @@ pub struct Config {
     pub default_listener: Option<Listener>,
     pub per_listener_settings: bool,
     pub security: Security,
-    pub clientid_prefixes: Option<String>,
+    /// The core's settings, options without a place of their own here (`clientid_prefixes`,
+    /// `connection_messages`, `sys_interval`, `persistent_client_expiration`, limits) included.
     pub broker: broker::Config,
     pub log_dest: Vec<LogDest>,
     pub log_type: Vec<String>,
     pub log_timestamp: bool,
     pub log_timestamp_format: Option<String>,
-    pub connection_messages: bool,
     pub pid_file: Option<String>,
     pub user: Option<String>,
-    pub sys_interval: u32,
     pub persistence: bool,
     pub persistence_location: Option<String>,
     pub persistence_file: String,
     pub autosave_interval: u32,
     pub autosave_on_changes: bool,
-    /// Seconds; `None`: never.
-    pub persistent_client_expiration: Option<u64>,
     pub set_tcp_nodelay: bool,
     /// Bytes of HTTP request head a WebSocket client may send (0: mosquitto's 1024).
     pub websockets_headers_size: u16,
@@ -324,22 +321,21 @@ impl Default for Config {
             default_listener: None,
             per_listener_settings: false,
             security: Security::default(),
-            clientid_prefixes: None,
-            broker: broker::Config::default(),
+            broker: broker::Config {
+                sys_interval: 10,
+                ..broker::Config::default()
+            },
             log_dest: Vec::new(),
             log_type: Vec::new(),
             log_timestamp: true,
             log_timestamp_format: None,
-            connection_messages: true,
             pid_file: None,
             user: None,
-            sys_interval: 10,
             persistence: false,
             persistence_location: None,
             persistence_file: "midge.db".into(),
             autosave_interval: 1800,
             autosave_on_changes: false,
-            persistent_client_expiration: None,
             // midge writes whole batches, so Nagle's algorithm only adds delay: on unless the
             // configuration says `set_tcp_nodelay false`.
             set_tcp_nodelay: true,
@@ -753,7 +749,7 @@ const OPTIONS: &[(&str, Scope, Setter)] = &[
         Ok(())
     }),
     ("clientid_prefixes", Scope::Global, |c, v| {
-        c.clientid_prefixes = Some(one(v)?.to_string());
+        c.broker.clientid_prefixes = Some(one(v)?.to_string());
         Ok(())
     }),
     // midge's own: seconds a new connection has to complete its CONNECT (mosquitto closes a
@@ -828,7 +824,7 @@ const OPTIONS: &[(&str, Scope, Setter)] = &[
         Ok(())
     }),
     ("connection_messages", Scope::Global, |c, v| {
-        c.connection_messages = boolean(one(v)?)?;
+        c.broker.connection_messages = boolean(one(v)?)?;
         Ok(())
     }),
     ("log_dest", Scope::Global, |c, v| {
@@ -888,7 +884,7 @@ const OPTIONS: &[(&str, Scope, Setter)] = &[
         Ok(())
     }),
     ("sys_interval", Scope::Global, |c, v| {
-        c.sys_interval = number(one(v)?)?;
+        c.broker.sys_interval = number(one(v)?)?;
         Ok(())
     }),
     ("persistence", Scope::Global, |c, v| {
@@ -912,7 +908,8 @@ const OPTIONS: &[(&str, Scope, Setter)] = &[
         Ok(())
     }),
     ("persistent_client_expiration", Scope::Global, |c, v| {
-        c.persistent_client_expiration = Some(duration(one(v)?)?);
+        let secs = duration(one(v)?)?;
+        c.broker.persistent_client_expiration = Some(secs.min(u32::MAX as u64 - 1) as u32);
         Ok(())
     }),
 ];
@@ -1161,7 +1158,7 @@ max_topic_alias 0
                 acl_file: Some("/etc/mosquitto/acl".into()),
             }
         );
-        assert_eq!(c.clientid_prefixes.as_deref(), Some("C1-"));
+        assert_eq!(c.broker.clientid_prefixes.as_deref(), Some("C1-"));
         let b = &c.broker;
         assert_eq!(
             (b.max_keepalive, b.max_packet_size, b.message_size_limit),
@@ -1175,7 +1172,7 @@ max_topic_alias 0
         assert_eq!((b.max_queued_messages, b.max_queued_bytes), (0, 2_000_000));
         assert!(b.queue_qos0_messages && !b.retain_available && b.upgrade_outgoing_qos);
         assert!(!b.check_retain_source);
-        assert!(c.set_tcp_nodelay && !c.connection_messages);
+        assert!(c.set_tcp_nodelay && !c.broker.connection_messages);
         assert_eq!(
             c.log_dest,
             vec![
@@ -1188,7 +1185,7 @@ max_topic_alias 0
         assert_eq!(c.log_timestamp_format.as_deref(), Some("%Y-%m-%dT%H:%M:%S"));
         assert_eq!(c.pid_file.as_deref(), Some("/run/mosquitto/mosquitto.pid"));
         assert_eq!(c.user.as_deref(), Some("mosquitto"));
-        assert_eq!(c.sys_interval, 0);
+        assert_eq!(c.broker.sys_interval, 0);
         assert!(c.persistence && c.autosave_on_changes);
         assert_eq!(
             c.persistence_location.as_deref(),
@@ -1196,7 +1193,7 @@ max_topic_alias 0
         );
         assert_eq!(c.persistence_file, "mosquitto.db");
         assert_eq!(c.autosave_interval, 60);
-        assert_eq!(c.persistent_client_expiration, Some(14 * 86_400));
+        assert_eq!(c.broker.persistent_client_expiration, Some(14 * 86_400));
         let l = &c.listeners[0];
         assert_eq!(l.bind.as_deref(), Some("127.0.0.1"));
         assert_eq!(l.bind_interface.as_deref(), Some("eth0"));

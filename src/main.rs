@@ -184,12 +184,6 @@ fn main() -> ExitCode {
     }
     let mut bcfg = cfg.broker.clone();
     bcfg.listeners = listener_policies;
-    bcfg.clientid_prefixes = cfg.clientid_prefixes.clone();
-    bcfg.connection_messages = cfg.connection_messages;
-    bcfg.sys_interval = cfg.sys_interval;
-    bcfg.persistent_client_expiration = cfg
-        .persistent_client_expiration
-        .map(|s| s.min(u32::MAX as u64 - 1) as u32);
     bcfg.id_seed = {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
