@@ -199,6 +199,8 @@ impl Server {
             writable: true,
             closing: false,
             queued: false,
+            // A bridge keeps its layers (TLS) while idle.
+            stack: 0,
         });
         if !self.broker.bridge_open(d.bridge, d.attempt, key, now) {
             let mut s = self.socks.remove(key);

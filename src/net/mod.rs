@@ -49,6 +49,11 @@
 //! goodbye (TLS close_notify, WebSocket close frame), one drain writes what the socket takes,
 //! and the socket is shut down.
 //!
+//! **Idle.** A layer that holds nothing a fresh one would not (a WebSocket between frames,
+//! [`Layer::idle`]) lets an idle connection drop its layers and its `Extra` after a flush; the
+//! listener's [`Stack::resume`] builds them again when bytes next come or go, so an idle
+//! WebSocket connection costs what a plain one does. TLS layers are never idle.
+//!
 //! **Timeouts.** The broker times a connection from `Broker::open`, which is called at accept:
 //! a handshake that does not finish in time is closed by the broker's `connect_timeout` like a
 //! client that never sends CONNECT.
@@ -136,6 +141,12 @@ pub trait Layer {
     fn take_identity(&mut self) -> Option<String> {
         None
     }
+    /// Holds nothing that a layer from its stack's `resume` would not hold (a WebSocket
+    /// between frames): the connection may drop its layers while idle and get fresh ones
+    /// when bytes come or go again.
+    fn idle(&self) -> bool {
+        false
+    }
 }
 
 /// Builds a new connection's layers, bottom first.
@@ -146,6 +157,9 @@ pub type NewLayers = std::rc::Rc<dyn Fn() -> Vec<Box<dyn Layer>>>;
 pub struct Stack {
     /// `None` (plain TCP) allocates nothing per connection.
     pub layers: Option<NewLayers>,
+    /// The layers of a connection past its handshake, given back to an idle connection that
+    /// dropped its own (see [`Layer::idle`]); `None`: its connections keep their layers.
+    pub resume: Option<NewLayers>,
 }
 
 impl Stack {
@@ -158,9 +172,16 @@ impl Stack {
                     v.extend(high());
                     v
                 })),
+                // Only a whole stack of idle-capable layers could be dropped and resumed.
+                resume: None,
             },
-            (low, high) => Stack {
-                layers: low.or(high),
+            (Some(low), None) => Stack {
+                layers: Some(low),
+                resume: self.resume,
+            },
+            (None, high) => Stack {
+                layers: high,
+                resume: above.resume,
             },
         }
     }
@@ -236,6 +257,9 @@ struct Sock {
     /// In `Server::ready`: read again next turn. Each connection is there at most once, so
     /// a turn reads at most `READS_PER_TURN` chunks from it however long it floods.
     queued: bool,
+    /// 1 + the index of the stack whose `resume` gives this connection its layers back when
+    /// it has dropped them while idle (then `extra` is `None`); 0: it never drops them.
+    stack: u8,
 }
 
 /// A bound listening socket.
@@ -686,12 +710,21 @@ impl Server {
                                 layers: new(),
                             })
                         });
+                    let resumable = self.stacks.get(index).is_some_and(|s| s.resume.is_some());
                     self.socks.insert(Sock {
                         stream,
                         extra,
                         writable: false,
                         closing: false,
                         queued: true,
+                        stack: if resumable {
+                            index
+                                .checked_add(1)
+                                .and_then(|i| u8::try_from(i).ok())
+                                .unwrap_or(0)
+                        } else {
+                            0
+                        },
                     });
                     let now = self.now();
                     self.broker.open(key, &peer_string(addr), index, now);
@@ -746,6 +779,7 @@ impl Server {
             };
             let now = self.clock.now();
             let mut data = &self.scratch[..n];
+            unpark(sock, &self.stacks);
             if let Some(extra) = sock.extra.as_mut().filter(|e| !e.layers.is_empty()) {
                 // Up through the layers: each one's output is the next one's input.
                 let [a, b] = &mut self.up;
@@ -836,6 +870,9 @@ impl Server {
         let mut pending = false;
         let mut failed = false;
         let mut finished = false;
+        if !self.broker.output(key).is_empty() {
+            unpark(sock, &self.stacks);
+        }
         loop {
             let layers = match sock.extra.as_mut() {
                 Some(e) if !e.layers.is_empty() => Some(&mut e.layers),
@@ -904,6 +941,9 @@ impl Server {
         let Some(sock) = self.socks.get_mut(key) else {
             return;
         };
+        if !pending {
+            park(sock);
+        }
         if pending != sock.writable {
             let interest = if pending {
                 Interest::READABLE | Interest::WRITABLE
@@ -955,6 +995,7 @@ impl Server {
             return;
         }
         sock.closing = true;
+        unpark(sock, &self.stacks);
         let out = self.broker.output(key);
         match sock.extra.as_mut() {
             Some(e) if !e.layers.is_empty() => {
@@ -975,6 +1016,38 @@ impl Server {
         let _ = sock.stream.shutdown(Shutdown::Both);
         sock.extra = None;
         self.to_release.push(key);
+    }
+}
+
+/// Drops the layers of a connection whose layers are all idle and that keeps no bytes: an idle
+/// WebSocket connection then costs what a plain one does.
+fn park(sock: &mut Sock) {
+    if sock.stack == 0 {
+        return;
+    }
+    if sock
+        .extra
+        .as_ref()
+        .is_some_and(|e| e.kept.is_empty() && e.layers.iter().all(|l| l.idle()))
+    {
+        sock.extra = None;
+    }
+}
+
+/// Gives a connection that dropped its layers fresh ones from its stack's `resume`.
+fn unpark(sock: &mut Sock, stacks: &[Stack]) {
+    if sock.stack == 0 || sock.extra.is_some() {
+        return;
+    }
+    if let Some(resume) = (sock.stack as usize)
+        .checked_sub(1)
+        .and_then(|i| stacks.get(i))
+        .and_then(|s| s.resume.as_ref())
+    {
+        sock.extra = Some(Box::new(Extra {
+            kept: Vec::new(),
+            layers: resume(),
+        }));
     }
 }
 

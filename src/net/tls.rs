@@ -221,7 +221,10 @@ pub fn stack(config: Arc<ServerConfig>, username: CertUsername) -> Stack {
         let layer: Box<dyn Layer> = Box::new(TlsLayer::new(config.clone(), username));
         vec![layer]
     });
-    Stack { layers: Some(new) }
+    Stack {
+        layers: Some(new),
+        resume: None,
+    }
 }
 
 /// One connection's TLS state.

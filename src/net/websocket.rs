@@ -107,6 +107,10 @@ impl Layer for WsLayer {
     fn finished(&self) -> bool {
         self.ws.finished()
     }
+
+    fn idle(&self) -> bool {
+        self.ws.idle()
+    }
 }
 
 /// The largest packet the broker accepts under `cfg` (as `Broker::new` computes it): the
@@ -146,9 +150,17 @@ pub fn stacks(
                 http_dir: l.http_dir.as_ref().map(PathBuf::from),
                 log_level,
             });
+            let fresh = settings.clone();
             Stack {
                 layers: Some(Rc::new(move || {
-                    vec![Box::new(WsLayer::new(settings.clone())) as Box<dyn Layer>]
+                    vec![Box::new(WsLayer::new(fresh.clone())) as Box<dyn Layer>]
+                })),
+                // An idle upgraded connection drops its layer and gets this one back.
+                resume: Some(Rc::new(move || {
+                    vec![Box::new(WsLayer {
+                        ws: Ws::open(),
+                        settings: settings.clone(),
+                    }) as Box<dyn Layer>]
                 })),
             }
         })

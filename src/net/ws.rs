@@ -452,6 +452,26 @@ impl Ws {
         }
     }
 
+    /// The state of an upgraded connection between frames, as [`Ws::idle`] requires.
+    pub fn open() -> Ws {
+        Ws {
+            phase: Phase::Open,
+            ..Ws::new()
+        }
+    }
+
+    /// Nothing but "upgraded": between frames both ways, nothing queued, no partial header or
+    /// control frame. Such a state can be dropped and replaced by [`Ws::open`] later.
+    pub fn idle(&self) -> bool {
+        self.phase == Phase::Open
+            && self.hdr_len == 0
+            && self.left == 0
+            && !self.in_msg
+            && self.tx_len == 0
+            && self.buf.is_none()
+            && self.ctrl.is_none()
+    }
+
     /// Upgraded and not closing: MQTT may flow.
     pub fn is_open(&self) -> bool {
         self.phase == Phase::Open

@@ -633,6 +633,35 @@ fn a_pong_waits_for_the_end_of_the_frame_being_written() {
 }
 
 #[test]
+fn idle_means_replaceable_by_a_fresh_open_state() {
+    let mut ws = open();
+    assert!(ws.idle());
+    // A header cut by a read, a fragmented message, a frame being written: not idle.
+    feed(&mut ws, &client(0x82, b"ab")[..3]);
+    assert!(!ws.idle());
+    let mut ws = open();
+    feed(&mut ws, &client(0x02, b"ab"));
+    assert!(!ws.idle());
+    feed(&mut ws, &client(0x80, b"c"));
+    assert!(ws.idle());
+    let mut t = Trickle {
+        got: Vec::new(),
+        cap: 3,
+        calls: 0,
+    };
+    ws.send(b"\xd0\x00\xd0\x00", &mut t).unwrap();
+    assert!(!ws.idle());
+    // A fresh open state decodes as the old one would.
+    let mut fresh = Ws::open();
+    assert!(fresh.idle());
+    assert_eq!(
+        feed(&mut fresh, &client(0x82, b"\xc0\x00")),
+        (b"\xc0\x00".to_vec(), Action::More)
+    );
+    assert!(!Ws::new().idle(), "not before the upgrade");
+}
+
+#[test]
 fn idle_state_is_small() {
     assert!(
         std::mem::size_of::<Ws>() <= 56,
