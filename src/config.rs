@@ -815,6 +815,11 @@ const OPTIONS: &[(&str, Scope, Setter)] = &[
         c.broker.upgrade_outgoing_qos = boolean(one(v)?)?;
         Ok(())
     }),
+    // midge only: SUBSCRIBE refused by the ACL (mosquitto grants it, checking each delivery).
+    ("acl_refuse_subscribe", Scope::Global, |c, v| {
+        c.broker.acl_refuse_subscribe = boolean(one(v)?)?;
+        Ok(())
+    }),
     ("check_retain_source", Scope::Global, |c, v| {
         c.broker.check_retain_source = boolean(one(v)?)?;
         Ok(())

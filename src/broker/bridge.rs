@@ -542,9 +542,9 @@ impl Broker {
                 pb.topic = &local;
                 return self.on_publish(id, sid, pb, now);
             }
-            Packet::Puback(a) => self.on_ack(sid, a.pid, super::Ack::Puback),
-            Packet::Pubrec(a) => self.on_pubrec(id, sid, a.pid, a.reason),
-            Packet::Pubcomp(a) => self.on_ack(sid, a.pid, super::Ack::Pubcomp),
+            Packet::Puback(a) => return self.on_ack(sid, a.pid, super::Ack::Puback),
+            Packet::Pubrec(a) => return self.on_pubrec(id, sid, a.pid, a.reason),
+            Packet::Pubcomp(a) => return self.on_ack(sid, a.pid, super::Ack::Pubcomp),
             Packet::Pubrel(a) => self.on_pubrel(id, sid, a.pid),
             Packet::Suback { codes, .. } => {
                 if let Some(c) = codes.iter().find(|&&c| c >= 0x80) {

@@ -81,10 +81,15 @@ pub struct Config {
     pub retain_available: bool,
     /// Deliver at the subscription's QoS even when the message's is lower.
     pub upgrade_outgoing_qos: bool,
+    /// Check SUBSCRIBE against the ACL and refuse filters the client may not read (SUBACK
+    /// 0x80 / 0x87). Off by default: mosquitto grants every SUBSCRIBE and checks read access
+    /// on each message delivered (midge always does that too).
+    pub acl_refuse_subscribe: bool,
     /// Check that the publisher of a retained message may still write its topic before
     /// delivering it to a new subscriber.
     pub check_retain_source: bool,
-    /// mosquitto 2.0 applies max_keepalive to MQTT 5 clients only; kept for that.
+    /// A 3.1/3.1.1 client asking for more (or for none) is refused, an MQTT 5 client is told
+    /// this keepalive; 65535 means no limit.
     pub max_keepalive: u16,
     /// How long a connection may take to send its CONNECT.
     pub connect_timeout_ms: Millis,
@@ -117,6 +122,7 @@ impl Default for Config {
             max_packet_size: 0,
             retain_available: true,
             upgrade_outgoing_qos: false,
+            acl_refuse_subscribe: false,
             check_retain_source: true,
             max_keepalive: 65_535,
             connect_timeout_ms: 20_000,

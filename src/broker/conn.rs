@@ -26,6 +26,10 @@ pub(super) struct V5Conn {
     pub(super) aliases_out: HashMap<Box<str>, u16>,
     /// Aliases the client set up, by alias - 1.
     pub(super) aliases_in: Vec<Option<Box<str>>>,
+    /// How many more QoS 1/2 messages the client may send now, counted as mosquitto 2.0.20
+    /// counts its receive quota: a new QoS 2 message takes one until its PUBREL, and a message
+    /// refused with Quota Exceeded (0x97) gives one back.
+    pub(super) in_quota: u16,
 }
 
 /// A connection, kept small: an idle client costs this, its session and its socket. What only

@@ -65,6 +65,17 @@ impl Broker {
                 });
             }
         }
+        // A max_keepalive below 65535 refuses a 3.1/3.1.1 client asking for more, or for none
+        // (CONNACK 2, as mosquitto 2.0.20 does: CVE-2020-13849); MQTT 5 clients are told the
+        // server's keepalive instead.
+        let max_keepalive = self.cfg.max_keepalive;
+        if !v5 && max_keepalive < u16::MAX && (c.keep_alive > max_keepalive || c.keep_alive == 0) {
+            return Err(Fault::Refused {
+                code: connack::IDENTIFIER_REJECTED,
+                code5: reason::CLIENT_IDENTIFIER_NOT_VALID,
+                why: "keepalive over max_keepalive",
+            });
+        }
         if c.props.authentication_method.is_some() {
             // Enhanced authentication is not offered.
             return Err(Fault::Refused {
@@ -180,6 +191,10 @@ impl Broker {
         let log = self.cfg.connection_messages;
         let max_keepalive = self.cfg.max_keepalive;
         let alias_to_clients = self.cfg.topic_alias_to_clients;
+        let incoming = self.sessions[sid].flow.incoming.len();
+        let in_quota = self
+            .receive_maximum()
+            .saturating_sub(u16::try_from(incoming).unwrap_or(u16::MAX));
         let Some(conn) = self.live(id) else {
             return;
         };
@@ -191,8 +206,11 @@ impl Broker {
             conn.extra.will_delay = will_delay;
         }
         conn.trim(now);
-        // MQTT 5: a keepalive over max_keepalive (or none at all) is replaced by the server's.
-        let keep_alive = if v5 && (c.keep_alive > max_keepalive || c.keep_alive == 0) {
+        // MQTT 5: a keepalive over max_keepalive (or none at all, when max_keepalive is set
+        // below 65535) is replaced by the server's, as mosquitto does.
+        let keep_alive = if v5
+            && (c.keep_alive > max_keepalive || (c.keep_alive == 0 && max_keepalive < u16::MAX))
+        {
             max_keepalive
         } else {
             c.keep_alive
@@ -209,6 +227,7 @@ impl Broker {
                 },
                 aliases_out: HashMap::new(),
                 aliases_in: Vec::new(),
+                in_quota,
             }));
         }
         let keepalive_due = keepalive_deadline(conn.last_rx, keep_alive);

@@ -8,9 +8,10 @@ use log::debug;
 use super::session::{Ack, Inflight};
 use super::timers::secs_left;
 use super::{
-    bridge, reason, unmounted, Broker, ConnId, Message, Millis, SessionId, State, OUT_HIGH_WATER,
+    bridge, reason, unmounted, Broker, ConnId, Fault, Handled, Message, Millis, SessionId,
+    State, OUT_HIGH_WATER,
 };
-use crate::mqtt::{self, Properties, QoS};
+use crate::mqtt::{self, QoS};
 
 impl Broker {
     /// The Receive Maximum the broker announces and enforces on incoming QoS 2 messages, and
@@ -252,62 +253,82 @@ impl Broker {
         std::mem::swap(into, &mut self.resumed);
     }
 
-    /// PUBACK or PUBCOMP: the exchange with this packet identifier is complete.
-    pub(super) fn on_ack(&mut self, sid: SessionId, pid: u16, expect: Ack) {
+    /// PUBACK or PUBCOMP: the exchange with this packet identifier is complete. One for a
+    /// message of the other QoS (PUBCOMP for QoS 1, PUBACK for QoS 2, PUBCOMP before PUBREC)
+    /// is a Protocol Error, as mosquitto answers; one for an unknown identifier is ignored.
+    pub(super) fn on_ack(&mut self, sid: SessionId, pid: u16, expect: Ack) -> Handled {
         if self.sessions[sid].complete(pid, expect) {
             self.pump(sid);
+        } else if self.in_flight_as(sid, pid).is_some() {
+            return Err(Fault::protocol(
+                reason::PROTOCOL_ERROR,
+                format!("{expect:?} for packet identifier {pid}, which is not waiting for it"),
+            ));
         } else {
             debug!(
                 "Received {expect:?} from {} for an unknown packet identifier {pid}.",
                 self.sessions[sid].client_id
             );
         }
+        Ok(())
     }
 
-    /// PUBREC: answered with PUBREL (MQTT 5: reason Packet Identifier Not Found if the packet
-    /// identifier is unknown). A PUBREC with an error code ends the exchange [MQTT-4.3.3-4].
-    pub(super) fn on_pubrec(&mut self, id: ConnId, sid: SessionId, pid: u16, code: u8) {
-        let known = match self.sessions[sid]
-            .flow
-            .get_mut()
-            .and_then(|f| f.inflight_mut(pid, Ack::Pubrec))
-        {
-            Some(f) if !reason::is_error(code) => {
-                f.state = Ack::Pubcomp;
-                true
+    /// What the in-flight message `pid` of session `sid` waits for, if there is one.
+    fn in_flight_as(&mut self, sid: SessionId, pid: u16) -> Option<Ack> {
+        let f = self.sessions[sid].flow.get_mut()?;
+        [Ack::Puback, Ack::Pubrec, Ack::Pubcomp]
+            .into_iter()
+            .find(|&a| f.inflight_mut(pid, a).is_some())
+    }
+
+    /// PUBREC: answered with PUBREL, also for an unknown packet identifier or a second PUBREC
+    /// (as mosquitto does). A PUBREC with an error code ends the exchange [MQTT-4.3.3-4] and is
+    /// not answered; one for a QoS 1 message is a Protocol Error.
+    pub(super) fn on_pubrec(&mut self, id: ConnId, sid: SessionId, pid: u16, code: u8) -> Handled {
+        match self.in_flight_as(sid, pid) {
+            Some(Ack::Puback) => {
+                return Err(Fault::protocol(
+                    reason::PROTOCOL_ERROR,
+                    format!("PUBREC for packet identifier {pid}, a QoS 1 message"),
+                ))
             }
-            Some(_) => {
+            Some(Ack::Pubrec) if reason::is_error(code) => {
                 self.sessions[sid].complete(pid, Ack::Pubrec);
                 self.pump(sid);
-                return;
+                return Ok(());
             }
-            None => false,
-        };
-        self.send_ack(id, mqtt::PUBREL, pid, known);
+            Some(Ack::Pubrec) => {
+                if let Some(f) = self.sessions[sid]
+                    .flow
+                    .get_mut()
+                    .and_then(|f| f.inflight_mut(pid, Ack::Pubrec))
+                {
+                    f.state = Ack::Pubcomp;
+                }
+            }
+            _ if reason::is_error(code) => return Ok(()),
+            _ => {}
+        }
+        self.send_ack(id, mqtt::PUBREL, pid);
+        Ok(())
     }
 
-    /// PUBREL: the incoming QoS 2 message is released and PUBCOMP sent (MQTT 5: reason Packet
-    /// Identifier Not Found if the packet identifier is unknown).
+    /// PUBREL: the incoming QoS 2 message is released and PUBCOMP sent, also for an unknown
+    /// packet identifier (as mosquitto does).
     pub(super) fn on_pubrel(&mut self, id: ConnId, sid: SessionId, pid: u16) {
-        let known = self.sessions[sid].release_incoming(pid);
-        self.send_ack(id, mqtt::PUBCOMP, pid, known);
+        if self.sessions[sid].release_incoming(pid) {
+            let max = self.receive_maximum();
+            if let Some(v) = self.live(id).and_then(|c| c.v5.as_mut()) {
+                v.in_quota = v.in_quota.saturating_add(1).min(max);
+            }
+        }
+        self.send_ack(id, mqtt::PUBCOMP, pid);
     }
 
-    /// PUBREL or PUBCOMP for `pid`; for MQTT 5 with Packet Identifier Not Found unless `known`.
-    fn send_ack(&mut self, id: ConnId, kind: u8, pid: u16, known: bool) {
-        let v5 = self.is_v5(id);
+    /// PUBREL or PUBCOMP for `pid`, reason Success.
+    fn send_ack(&mut self, id: ConnId, kind: u8, pid: u16) {
         if let Some(out) = self.out(id) {
-            if v5 && !known {
-                mqtt::encode_ack_v5(
-                    out,
-                    kind,
-                    pid,
-                    reason::PACKET_IDENTIFIER_NOT_FOUND,
-                    &Properties::default(),
-                );
-            } else {
-                mqtt::encode_ack(out, kind, pid);
-            }
+            mqtt::encode_ack(out, kind, pid);
         }
     }
 }

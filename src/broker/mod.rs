@@ -554,9 +554,9 @@ impl Broker {
         };
         match p {
             Packet::Publish(p) => return self.on_publish(id, sid, p, now),
-            Packet::Puback(a) => self.on_ack(sid, a.pid, Ack::Puback),
-            Packet::Pubrec(a) => self.on_pubrec(id, sid, a.pid, a.reason),
-            Packet::Pubcomp(a) => self.on_ack(sid, a.pid, Ack::Pubcomp),
+            Packet::Puback(a) => return self.on_ack(sid, a.pid, Ack::Puback),
+            Packet::Pubrec(a) => return self.on_pubrec(id, sid, a.pid, a.reason),
+            Packet::Pubcomp(a) => return self.on_ack(sid, a.pid, Ack::Pubcomp),
             Packet::Pubrel(a) => self.on_pubrel(id, sid, a.pid),
             Packet::Subscribe {
                 pid,
@@ -604,9 +604,10 @@ impl Broker {
             Fault::Refused { code, code5, why } => {
                 info!("Client <unknown> disconnected, {why}.");
                 let v5 = self.is_v5(id);
+                let props = self.refusal_props(id);
                 if let Some(out) = self.out(id) {
                     if v5 {
-                        mqtt::encode_connack_v5(out, false, code5, &Properties::default());
+                        mqtt::encode_connack_v5(out, false, code5, &props);
                     } else {
                         mqtt::encode_connack(out, false, code);
                     }
@@ -616,12 +617,26 @@ impl Broker {
             Fault::WillRefused { code5, why } => {
                 info!("Client <unknown> disconnected: {why}.");
                 if self.is_v5(id) {
+                    let props = self.refusal_props(id);
                     if let Some(out) = self.out(id) {
-                        mqtt::encode_connack_v5(out, false, code5, &Properties::default());
+                        mqtt::encode_connack_v5(out, false, code5, &props);
                     }
                 }
                 self.close(id, Close::Refused, now);
             }
+        }
+    }
+
+    /// The properties of a refusing MQTT 5 CONNACK: Maximum QoS when the listener's is below 2,
+    /// as mosquitto sends it whatever the reason.
+    fn refusal_props(&self, id: ConnId) -> Properties<'static> {
+        let max_qos = match self.conns.get(id) {
+            Some(Some(c)) => self.cfg.listeners[c.listener as usize].max_qos,
+            _ => mqtt::QoS::ExactlyOnce,
+        };
+        Properties {
+            maximum_qos: (max_qos != mqtt::QoS::ExactlyOnce).then_some(max_qos.as_u8()),
+            ..Properties::default()
         }
     }
 

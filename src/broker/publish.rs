@@ -85,6 +85,39 @@ impl Broker {
                 v.aliases_in[slot] = Some(p.topic.into());
             }
         }
+        // More QoS 1/2 messages than the broker's Receive Maximum allows: refused with Quota
+        // Exceeded and not delivered, and the connection goes on, as mosquitto 2.0.20 answers
+        // (it never sends DISCONNECT 0x93 [MQTT-3.3.4-9]).
+        let resend = p.qos == QoS::ExactlyOnce
+            && p.pid
+                .is_some_and(|pid| self.sessions[sid].flow.incoming.contains(&pid));
+        if v5 && p.qos != QoS::AtMostOnce && !resend {
+            let max = self.receive_maximum();
+            if let Some(v) = self.live(id).and_then(|c| c.v5.as_mut()) {
+                if v.in_quota == 0 {
+                    v.in_quota = 1.min(max);
+                    info!("Dropped PUBLISH from {name} over the receive maximum.");
+                    if let (Some(pid), Some(out)) = (p.pid, self.out(id)) {
+                        let kind = if p.qos == QoS::AtLeastOnce {
+                            mqtt::PUBACK
+                        } else {
+                            mqtt::PUBREC
+                        };
+                        mqtt::encode_ack_v5(
+                            out,
+                            kind,
+                            pid,
+                            reason::QUOTA_EXCEEDED,
+                            &Properties::default(),
+                        );
+                    }
+                    return Ok(());
+                }
+                if p.qos == QoS::ExactlyOnce {
+                    v.in_quota -= 1;
+                }
+            }
+        }
         let client_topic: &str = aliased.as_deref().unwrap_or(p.topic);
         let policy = &self.cfg.listeners[listener];
         let topic = mounted(policy.mount_point.as_deref(), client_topic);
@@ -117,17 +150,6 @@ impl Broker {
             // [MQTT-4.3.3-2]: a QoS 2 PUBLISH resent before PUBREL is acknowledged again but
             // not delivered again.
             (QoS::ExactlyOnce, Some(pid)) => {
-                let s = &self.sessions[sid];
-                if v5
-                    && !s.flow.incoming.contains(&pid)
-                    && s.flow.incoming.len() >= self.receive_maximum() as usize
-                {
-                    // The client sent more unacknowledged QoS 2 messages than allowed.
-                    return Err(Fault::protocol(
-                        reason::RECEIVE_MAXIMUM_EXCEEDED,
-                        "receive maximum exceeded",
-                    ));
-                }
                 if drop_why.is_none() || v5 {
                     self.sessions[sid].flow.receive_incoming(pid)
                 } else {
@@ -161,7 +183,8 @@ impl Broker {
             self.publishing = Some(id);
             let reached = self.publish(msg, Some(sid));
             self.publishing = None;
-            if reached == 0 {
+            // mosquitto says No Matching Subscribers in PUBACK, never in PUBREC.
+            if reached == 0 && p.qos == QoS::AtLeastOnce {
                 code = reason::NO_MATCHING_SUBSCRIBERS;
             }
         }

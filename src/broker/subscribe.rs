@@ -112,14 +112,18 @@ impl Broker {
                 ));
             }
             let acl_filter = shared.unwrap_or(f);
-            let allowed = policy.acl.as_ref().is_none_or(|acl| {
-                acl.check(
-                    s.username.as_deref(),
-                    &s.client_id,
-                    acl_filter,
-                    Access::Subscribe,
-                )
-            });
+            // mosquitto's acl_file never refuses a SUBSCRIBE: read access is checked on each
+            // message delivered. `acl_refuse_subscribe true` refuses what may not be read.
+            let check = self.cfg.acl_refuse_subscribe;
+            let allowed = !check
+                || policy.acl.as_ref().is_none_or(|acl| {
+                    acl.check(
+                        s.username.as_deref(),
+                        &s.client_id,
+                        acl_filter,
+                        Access::Subscribe,
+                    )
+                });
             if !allowed {
                 info!("Denied SUBSCRIBE from {} to '{f}'.", s.client_id);
                 codes.push(if v5 {

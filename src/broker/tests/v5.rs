@@ -384,7 +384,9 @@ fn receive_maximum_both_ways() {
         h.send(2, publish("t", b"m", QoS::AtLeastOnce, Some(i)));
     }
     assert_eq!(h.b.session_queue("s"), Some((3, 2)));
-    // A client exceeding the broker's Receive Maximum (20) gets DISCONNECT 0x93.
+    // A client exceeding the broker's Receive Maximum (20) gets PUBREC 0x97 (Quota Exceeded)
+    // for that message, and the connection goes on; a refusal gives one message back, so the
+    // next is accepted, as in mosquitto 2.0.20.
     h.client5(3, connect5("q", true, Properties::default()));
     for i in 1..=20 {
         h.send5(
@@ -393,17 +395,22 @@ fn receive_maximum_both_ways() {
         );
     }
     h.take(3);
-    h.send5(
-        3,
-        pub5("x", b"m", QoS::ExactlyOnce, Some(21), Properties::default()),
+    for i in 21..=22 {
+        h.send5(
+            3,
+            pub5("x", b"m", QoS::ExactlyOnce, Some(i), Properties::default()),
+        );
+    }
+    let mut want = Vec::new();
+    mqtt::encode_ack_v5(
+        &mut want,
+        mqtt::PUBREC,
+        21,
+        reason::QUOTA_EXCEEDED,
+        &Properties::default(),
     );
-    assert_eq!(
-        h.take(3),
-        enc5(&[Packet::Disconnect {
-            reason: reason::RECEIVE_MAXIMUM_EXCEEDED,
-            props: Properties::default()
-        }])
-    );
+    mqtt::encode_ack(&mut want, mqtt::PUBREC, 22);
+    assert_eq!(h.take(3), want);
 }
 
 #[test]
