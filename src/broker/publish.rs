@@ -149,12 +149,8 @@ impl Broker {
         let fresh = match (p.qos, p.pid) {
             // [MQTT-4.3.3-2]: a QoS 2 PUBLISH resent before PUBREL is acknowledged again but
             // not delivered again.
-            (QoS::ExactlyOnce, Some(pid)) => {
-                if drop_why.is_none() || v5 {
-                    self.sessions[sid].flow.receive_incoming(pid)
-                } else {
-                    true
-                }
+            (QoS::ExactlyOnce, Some(pid)) if drop_why.is_none() || v5 => {
+                self.sessions[sid].flow.receive_incoming(pid)
             }
             _ => true,
         };
