@@ -91,10 +91,46 @@ fn named_clients_without_a_password_file_follow_allow_anonymous() {
 }
 
 #[test]
+fn acl_grants_every_subscribe_and_filters_delivery_as_mosquitto() {
+    // mosquitto's acl_file never refuses a SUBSCRIBE: a client subscribing wider than it may
+    // read gets the QoS it asked for, and only the messages it may read.
+    let rules = "user alice\ntopic read cmd/sensor1/#\nuser bob\ntopic write cmd/#\n";
+    let mut h = with_policy(|p| p.acl = acl(rules), |_| {});
+    h.client(1, login("a", Some("alice")));
+    h.send(
+        1,
+        Packet::Subscribe {
+            props: Properties::default(),
+            pid: 1,
+            filters: vec![
+                ("cmd/#", QoS::AtLeastOnce.into()),
+                ("z", QoS::AtMostOnce.into()),
+            ],
+        },
+    );
+    assert_eq!(
+        h.take(1),
+        enc(&[Packet::Suback {
+            props: Properties::default(),
+            pid: 1,
+            codes: vec![1, 0]
+        }])
+    );
+    h.client(2, login("b", Some("bob")));
+    h.send(2, publish("cmd/sensor2", b"no", QoS::AtMostOnce, None));
+    h.send(2, publish("cmd/sensor1", b"yes", QoS::AtMostOnce, None));
+    assert_eq!(
+        h.take(1),
+        enc(&[publish("cmd/sensor1", b"yes", QoS::AtMostOnce, None)])
+    );
+}
+
+#[test]
 fn acl_filters_publish_subscribe_and_delivery() {
+    // With acl_refuse_subscribe (midge only), SUBSCRIBE is checked against the rules too.
     let rules =
         "topic read public/#\nuser bob\ntopic home/#\ntopic deny home/secret\ntopic read other/#\n";
-    let mut h = with_policy(|p| p.acl = acl(rules), |_| {});
+    let mut h = with_policy(|p| p.acl = acl(rules), |c| c.acl_refuse_subscribe = true);
     h.client(1, login("bob1", Some("bob")));
     h.send(
         1,
@@ -138,7 +174,7 @@ fn acl_filters_publish_subscribe_and_delivery() {
 #[test]
 fn acl_applies_to_retained_messages_and_their_source() {
     let rules = "user w\ntopic write r/#\nuser r\ntopic read r/#\n";
-    let mut h = with_policy(|p| p.acl = acl(rules), |_| {});
+    let mut h = with_policy(|p| p.acl = acl(rules), |c| c.acl_refuse_subscribe = true);
     h.client(1, login("writer", Some("w")));
     let retained = Packet::Publish(Publish {
         props: Properties::default(),
