@@ -201,8 +201,10 @@ fn acl_file_end_to_end_and_reload_on_sighup() {
         "acl",
         "topic read public/#\nuser alice\ntopic readwrite home/#\ntopic deny home/secret\nuser bob\ntopic read home/#\npattern write clients/%u/#\n",
     );
+    // acl_refuse_subscribe (midge only) checks SUBSCRIBE too; mosquitto's default, granting
+    // every SUBSCRIBE, is in tests/differential.rs (acl/*).
     let m = Midge::start(&format!(
-        "allow_anonymous true\npassword_file {}\nacl_file {}\n",
+        "allow_anonymous true\npassword_file {}\nacl_file {}\nacl_refuse_subscribe true\n",
         pwf.display(),
         acl.display()
     ));
