@@ -8,8 +8,8 @@ use log::debug;
 use super::session::{Ack, Inflight};
 use super::timers::secs_left;
 use super::{
-    bridge, reason, unmounted, Broker, ConnId, Fault, Handled, Message, Millis, SessionId,
-    State, OUT_HIGH_WATER,
+    bridge, reason, unmounted, Broker, ConnId, Fault, Handled, Message, Millis, SessionId, State,
+    OUT_HIGH_WATER,
 };
 use crate::mqtt::{self, QoS};
 
