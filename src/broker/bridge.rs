@@ -632,6 +632,8 @@ impl Broker {
                 receive_max: props.receive_maximum.unwrap_or(u16::MAX),
                 max_packet,
                 alias_max_out: 0,
+                // The remote keeps to the Receive Maximum of the bridge's CONNECT.
+                in_quota: u16::MAX,
                 ..V5Conn::default()
             }));
         }
