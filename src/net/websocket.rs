@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use log::info;
+use log::{info, warn};
 
 use super::ws::{self, Action, HttpError, Why, Ws};
 use super::{http, Layer, Stack};
@@ -147,7 +147,17 @@ pub fn stacks(
             let settings = Rc::new(Settings {
                 headers_size: headers_size as usize,
                 max_message: max_message.min(u32::MAX as usize) as u32,
-                http_dir: l.http_dir.as_ref().map(PathBuf::from),
+                // Absolute from the start, whatever the working directory becomes later.
+                http_dir: l.http_dir.as_ref().map(|d| {
+                    let d = PathBuf::from(d);
+                    if !d.is_dir() {
+                        warn!(
+                            "Warning: http_dir {} is not a directory: its files will not be found.",
+                            d.display()
+                        );
+                    }
+                    std::path::absolute(&d).unwrap_or(d)
+                }),
                 log_level,
             });
             let fresh = settings.clone();
