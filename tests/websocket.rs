@@ -501,3 +501,37 @@ fn a_mosquitto_websockets_config_loads_unchanged() {
     assert_eq!(w.recv(), CONNACK_OK);
     m.wait_log("WebSocket upgrade, subprotocol mqtt.").unwrap();
 }
+
+#[test]
+fn the_listeners_acl_applies_to_websocket_clients() {
+    // The WebSocket listener's ACL lets anonymous clients use ok/# only; the TCP listener has
+    // none. A WebSocket client's publish elsewhere is dropped, and it reads only ok/#.
+    let dir = TempDir::new();
+    let acl = dir.write("acl", "topic readwrite ok/#\n");
+    let m = Midge::start_conf(&format!(
+        "per_listener_settings true\nlistener 0 127.0.0.1\nallow_anonymous true\n\
+         listener 0 127.0.0.1\nprotocol websockets\nallow_anonymous true\nacl_file {}\n",
+        acl.display()
+    ));
+    let p = ports(&m, 2);
+    let mut c = Client::connect(p[0]);
+    c.handshake("tcp", true, 60, false);
+    c.send(&subscribe(1, &[("#", 0)]));
+    c.expect(&suback(1, &[0]));
+    let mut w = Ws::open(p[1]);
+    w.send(&binary(&connect("acl", true, 60)));
+    assert_eq!(w.recv(), CONNACK_OK);
+    w.send(&binary(&subscribe(1, &[("#", 0)])));
+    assert_eq!(w.recv(), suback(1, &[0]));
+    w.send(&binary(&publish("no/x", b"denied", 0, false, 0)));
+    w.send(&binary(&publish("ok/x", b"allowed", 0, false, 0)));
+    // Only the allowed one reaches the TCP subscriber, and the WebSocket one itself.
+    c.expect(&publish("ok/x", b"allowed", 0, false, 0));
+    assert_eq!(w.recv(), publish("ok/x", b"allowed", 0, false, 0));
+    // A TCP publish outside ok/# does not reach the WebSocket client: the next thing it gets
+    // is the one inside.
+    c.send(&publish("no/y", b"hidden", 0, false, 0));
+    c.expect(&publish("no/y", b"hidden", 0, false, 0));
+    c.send(&publish("ok/y", b"shown", 0, false, 0));
+    assert_eq!(w.recv(), publish("ok/y", b"shown", 0, false, 0));
+}
