@@ -47,6 +47,14 @@
 #              mosquitto is built without websockets, so compare it with midge's and
 #              mosquitto's fanin0
 #   idlews     midge only: idle over WebSockets (bytes per idle WebSocket connection)
+#   fanout0-64b fanout0-1k fanout0-16k fanout0-256k
+#              QoS 0 fan-out, 1 publisher -> 50 subscribers, by payload size (256 KiB: the
+#              publisher at most 100 messages ahead of its subscribers, --backlog 100)
+#   fanin0-1k fanin0-16k fanin0-256k
+#              QoS 0 fan-in, 4 publishers -> 1 subscriber, by payload size (64 B: fanin0)
+#   memprobe   one 1 MiB retained message, then 100 subscribers to it: the broker's RSS growth
+#              while storing and delivering it, in payloads (about 1 when a payload is stored
+#              once and sent by reference)
 #   fanin2v5   (optional) QoS 2 fan-in, MQTT 5
 #   fanout1    (optional) QoS 1 fan-out to 100 subscribers
 #
@@ -64,7 +72,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-3}
 IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
-SCENARIOS=${SCENARIOS:-"fanin0 fanout0 pairs0 fanin1 fanin2 fanin1v5 lat1 idle abuse retained subs fanin0ws idlews"}
+SIZED="fanout0-64b fanout0-1k fanout0-16k fanout0-256k fanin0-1k fanin0-16k fanin0-256k"
+SCENARIOS=${SCENARIOS:-"fanin0 fanout0 pairs0 fanin1 fanin2 fanin1v5 lat1 idle abuse retained subs fanin0ws idlews $SIZED memprobe"}
 BROKERS=${BROKERS:-"midge mosquitto"}
 MIDGE_PORT=${MIDGE_PORT:-21883}
 MOSQ_PORT=${MOSQ_PORT:-21884}
@@ -252,6 +261,14 @@ args_of() {
     fanin1v5) echo "-s fanin -P 4 -q 1 --size 64 -V 5 -d $d" ;;
     fanin2v5) echo "-s fanin -P 4 -q 2 --size 64 -V 5 -d $d" ;;
     fanout1) echo "-s fanout -S 100 -q 1 --size 64 -d $d" ;;
+    fanout0-64b) echo "-s fanout -S 50 -q 0 --size 64 -d $d" ;;
+    fanout0-1k) echo "-s fanout -S 50 -q 0 --size 1024 -d $d" ;;
+    fanout0-16k) echo "-s fanout -S 50 -q 0 --size 16384 -d $d" ;;
+    fanout0-256k) echo "-s fanout -S 50 -q 0 --size 262144 --backlog 100 -d $d" ;;
+    fanin0-1k) echo "-s fanin -P 4 -q 0 --size 1024 -d $d" ;;
+    fanin0-16k) echo "-s fanin -P 4 -q 0 --size 16384 -d $d" ;;
+    fanin0-256k) echo "-s fanin -P 4 -q 0 --size 262144 --backlog 100 -d $d" ;;
+    memprobe) echo "-s memprobe -S 100 -q 1 --size 1048576 -d 10" ;;
     lat1) echo "-s latency -q 1 -r 1000 --size 64 -d $((d < 5 ? 5 : d))" ;;
     idle) echo "-s connections -c $IDLE_CLIENTS -d 2 --settle 1 --connect-timeout 60" ;;
     fanin0ws) echo "$(args_of fanin0) --ws" ;;
@@ -417,6 +434,22 @@ CPU_s_per_million_deliveries,_QoS_0_fan-out cpu_s_per_M fanout0
 CPU_s_per_million_deliveries,_QoS_0_pairs cpu_s_per_M pairs0
 CPU_s_per_million_deliveries,_QoS_1_fan-in cpu_s_per_M fanin1
 CPU_s_per_million_deliveries,_QoS_2_fan-in cpu_s_per_M fanin2
+QoS_0_fan-out,_50_subscribers,_64_B:_deliveries/s msgs_per_s fanout0-64b
+QoS_0_fan-out,_50_subscribers,_1_KiB:_deliveries/s msgs_per_s fanout0-1k
+QoS_0_fan-out,_50_subscribers,_16_KiB:_deliveries/s msgs_per_s fanout0-16k
+QoS_0_fan-out,_50_subscribers,_256_KiB:_deliveries/s msgs_per_s fanout0-256k
+QoS_0_fan-in,_4_publishers,_1_KiB:_msg/s msgs_per_s fanin0-1k
+QoS_0_fan-in,_4_publishers,_16_KiB:_msg/s msgs_per_s fanin0-16k
+QoS_0_fan-in,_4_publishers,_256_KiB:_msg/s msgs_per_s fanin0-256k
+CPU_s_per_million_deliveries,_fan-out_64_B cpu_s_per_M fanout0-64b
+CPU_s_per_million_deliveries,_fan-out_1_KiB cpu_s_per_M fanout0-1k
+CPU_s_per_million_deliveries,_fan-out_16_KiB cpu_s_per_M fanout0-16k
+CPU_s_per_million_deliveries,_fan-out_256_KiB cpu_s_per_M fanout0-256k
+CPU_s_per_million_deliveries,_fan-in_16_KiB cpu_s_per_M fanin0-16k
+CPU_s_per_million_deliveries,_fan-in_256_KiB cpu_s_per_M fanin0-256k
+memprobe:_1_MiB_retained_to_100_subscribers,_RSS_growth_(kB) total_growth_kb memprobe
+memprobe:_RSS_growth_in_payloads growth_payloads memprobe
+memprobe:_subscribers_that_got_it received memprobe
 latency_p50,_1,000_msg/s_QoS_1_(us) p50_us lat1
 latency_p99,_1,000_msg/s_QoS_1_(us) p99_us lat1
 latency_p99.9,_1,000_msg/s_QoS_1_(us) p999_us lat1
@@ -476,7 +509,7 @@ ROWS
 
 if [ "$STRICT" = 1 ]; then
   for sc in $SCENARIOS; do
-    case "$sc" in fanin1|fanin2|fanin1v5|fanin2v5|fanout1|lat1|abuse) ;; *) continue ;; esac
+    case "$sc" in fanin1|fanin2|fanin1v5|fanin2v5|fanout1|lat1|abuse|memprobe) ;; *) continue ;; esac
     for k in lost dup ooo crashed; do
       v=$(total $k "$sc" midge)
       if [ "$v" != "-" ] && [ "$v" != 0 ]; then

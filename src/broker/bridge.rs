@@ -29,6 +29,7 @@ use std::rc::Rc;
 use log::{debug, info, warn};
 
 use super::conn::{Conn, State, V5Conn};
+use super::out::Out;
 use super::session::{Lazy, Session, NEVER};
 use super::{Broker, Close, ConnId, Fault, Handled, Message, Millis, SessionId};
 use crate::mqtt::{self, topic, Packet, Properties, QoS, SubOptions, Version};
@@ -482,8 +483,8 @@ impl Broker {
             *n += 1;
         }
         self.serial += 1;
-        let mut out = Vec::new();
-        encode_connect(&cfg, private, self.receive_maximum(), &mut out);
+        let mut out = Out::default();
+        encode_connect(&cfg, private, self.receive_maximum(), out.bytes());
         self.conns[id] = Some(Conn {
             serial: self.serial,
             listener: listener as u16,
@@ -493,7 +494,6 @@ impl Broker {
             keep_alive: 0,
             last_rx: now,
             out,
-            out_pos: 0,
             dirty: false,
             timer_at: Millis::MAX,
             v5: None,
@@ -691,7 +691,7 @@ impl Broker {
             );
         }
         if let Some(c) = self.live(id) {
-            c.out.extend_from_slice(&out);
+            c.out.bytes().extend_from_slice(&out);
         }
         self.mark(id);
         self.bridge_notify(b, true);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::out::Out;
 use super::session::{Blank, Lazy};
 use super::{Millis, Msg, SessionId};
 use crate::mqtt::Version;
@@ -41,12 +42,12 @@ pub(super) struct Conn {
     /// When the last complete packet arrived; before CONNECT, when the connection was opened
     /// (CONNECT is the first complete packet).
     pub(super) last_rx: Millis,
-    pub(super) out: Vec<u8>,
+    /// Output not yet written (nothing allocated while there is none).
+    pub(super) out: Out,
     /// Due time of this connection's one live entry in the timer heap (`Millis::MAX`: none).
     pub(super) timer_at: Millis,
     pub(super) v5: Option<Box<V5Conn>>,
     pub(super) extra: Lazy<ConnExtra>,
-    pub(super) out_pos: usize,
     /// Index into `Config::listeners`.
     pub(super) listener: u16,
     pub(super) keep_alive: u16,

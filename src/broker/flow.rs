@@ -69,7 +69,7 @@ impl Broker {
         let mut window = s.flow.inflight.iter().filter(|f| f.sent).count();
         let mut i = 0;
         while i < s.flow.inflight.len() && window < max_inflight {
-            if conn.out.len() - conn.out_pos >= OUT_HIGH_WATER {
+            if conn.out.pending() >= OUT_HIGH_WATER {
                 break;
             }
             let f = &mut s.flow.inflight[i];
@@ -78,7 +78,7 @@ impl Broker {
                 continue;
             }
             match f.state {
-                Ack::Pubcomp => mqtt::encode_ack(&mut conn.out, mqtt::PUBREL, f.pid),
+                Ack::Pubcomp => mqtt::encode_ack(conn.out.bytes(), mqtt::PUBREL, f.pid),
                 Ack::Puback | Ack::Pubrec => {
                     let topic = &*bridge::outgoing(bridge, unmounted(mount, &f.msg.topic));
                     let v5 = conn.v5.as_ref();
@@ -95,15 +95,14 @@ impl Broker {
                             continue;
                         }
                     }
-                    mqtt::encode_publish(
-                        &mut conn.out,
+                    conn.out.publish(
                         true,
                         f.qos,
                         f.retain,
                         topic,
                         Some(f.pid),
                         v5.map(|_| &props[..]),
-                        &f.msg.payload,
+                        &f.msg,
                     );
                 }
             }
@@ -120,7 +119,7 @@ impl Broker {
             return;
         }
         while let Some(front) = s.flow.queue.front() {
-            if conn.out.len() - conn.out_pos >= OUT_HIGH_WATER {
+            if conn.out.pending() >= OUT_HIGH_WATER {
                 break;
             }
             let expired = front.msg.expiry.is_some_and(|t| t <= now);
@@ -171,16 +170,8 @@ impl Broker {
                 v5_props_ref = Some(&props[..]);
             }
             let pid = needs_pid.then(|| s.next_pid());
-            mqtt::encode_publish(
-                &mut conn.out,
-                false,
-                q.qos,
-                q.retain,
-                topic,
-                pid,
-                v5_props_ref,
-                &q.msg.payload,
-            );
+            conn.out
+                .publish(false, q.qos, q.retain, topic, pid, v5_props_ref, &q.msg);
             self.stats.publish_bytes_sent += len as u64;
             if let Some(pid) = pid {
                 s.flow.inflight_bytes += len;

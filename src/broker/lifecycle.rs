@@ -149,7 +149,7 @@ impl Broker {
             };
             if let Some(code) = code {
                 mqtt::encode_reason(
-                    &mut conn.out,
+                    conn.out.bytes(),
                     mqtt::DISCONNECT,
                     code,
                     &Properties::default(),

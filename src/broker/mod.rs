@@ -41,6 +41,7 @@ mod flow;
 mod ids;
 mod lifecycle;
 mod message;
+mod out;
 mod publish;
 mod retain;
 mod session;
@@ -58,6 +59,7 @@ mod tests;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::IoSlice;
 
 use log::{info, warn};
 use slab::Slab;
@@ -262,8 +264,7 @@ impl Broker {
             session: None,
             keep_alive: 0,
             last_rx: now,
-            out: Vec::new(),
-            out_pos: 0,
+            out: out::Out::default(),
             dirty: false,
             timer_at: Millis::MAX,
             v5: None,
@@ -340,31 +341,38 @@ impl Broker {
         }
     }
 
-    /// Bytes waiting to be written to `id`.
+    /// The first of the byte runs waiting to be written to `id` (empty when nothing is):
+    /// a caller that must copy output (a TLS layer) takes it run by run, calling
+    /// [`Broker::written`] after each.
     pub fn output(&self, id: ConnId) -> &[u8] {
         match self.conns.get(id) {
-            Some(Some(c)) => &c.out[c.out_pos..],
+            Some(Some(c)) => c.out.front(),
             _ => &[],
         }
     }
 
-    /// `n` bytes of [`Broker::output`] were written. Frees the buffer once it is empty and refills
-    /// it from the client's queue.
+    /// Everything waiting to be written to `id`, as up to `bufs.len()` byte runs for a
+    /// vectored write: encoded packet heads and short packets, and the payloads of long
+    /// messages, which are shared with every other connection sending them. Returns how many
+    /// entries of `bufs` it filled.
+    pub fn output_vectored<'a>(&'a self, id: ConnId, bufs: &mut [IoSlice<'a>]) -> usize {
+        match self.conns.get(id) {
+            Some(Some(c)) => c.out.slices(bufs),
+            _ => 0,
+        }
+    }
+
+    /// `n` bytes of the output were written (across as many runs as they cover). Frees what
+    /// they finish and refills the output from the client's queue.
     pub fn written(&mut self, id: ConnId, n: usize, now: Millis) {
         self.now = now;
         let Some(Some(c)) = self.conns.get_mut(id) else {
             return;
         };
-        c.out_pos = (c.out_pos + n).min(c.out.len());
+        let n = n.min(c.out.pending());
+        // Idle connections hold no output (the ring is freed once empty).
+        c.out.advance(n);
         self.stats.bytes_sent += n as u64;
-        if c.out_pos == c.out.len() {
-            // Idle connections hold no output buffer.
-            c.out = Vec::new();
-            c.out_pos = 0;
-        } else if c.out_pos >= OUT_HIGH_WATER {
-            c.out.drain(..c.out_pos);
-            c.out_pos = 0;
-        }
         if c.state == State::Connected {
             if let Some(sid) = c.session {
                 self.pump(sid);
@@ -509,7 +517,7 @@ impl Broker {
         self.mark(id);
         self.stats.pkts_sent += 1;
         match self.conns.get_mut(id) {
-            Some(Some(c)) if c.state != State::Closed => Some(&mut c.out),
+            Some(Some(c)) if c.state != State::Closed => Some(c.out.bytes()),
             _ => None,
         }
     }

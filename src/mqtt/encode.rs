@@ -16,6 +16,7 @@ fn header(out: &mut Vec<u8>, byte1: u8, remaining: usize) {
 /// exactly when `qos` is 1 or 2. `props` is `Some(encoded property bytes, without their
 /// length)` for an MQTT 5 receiver, `None` for 3.1/3.1.1.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn encode_publish(
     out: &mut Vec<u8>,
     dup: bool,
@@ -26,10 +27,52 @@ pub fn encode_publish(
     props: Option<&[u8]>,
     payload: &[u8],
 ) {
-    let byte1 = (PUBLISH << 4) | ((dup as u8) << 3) | (qos.as_u8() << 1) | retain as u8;
+    let remaining = publish_remaining(topic, pid, props, payload.len());
+    out.reserve(1 + remaining_length_len(remaining) + remaining);
+    publish_head(out, dup, qos, retain, topic, pid, props, remaining);
+    out.extend_from_slice(payload);
+}
+
+/// Appends a PUBLISH up to its payload (fixed header, topic, packet identifier, properties),
+/// for a payload of `payload_len` bytes that the caller sends after it.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_publish_head(
+    out: &mut Vec<u8>,
+    dup: bool,
+    qos: QoS,
+    retain: bool,
+    topic: &str,
+    pid: Option<u16>,
+    props: Option<&[u8]>,
+    payload_len: usize,
+) {
+    let remaining = publish_remaining(topic, pid, props, payload_len);
+    // Room for the head only: the payload is sent from elsewhere.
+    out.reserve(1 + remaining_length_len(remaining) + remaining - payload_len);
+    publish_head(out, dup, qos, retain, topic, pid, props, remaining);
+}
+
+#[inline]
+fn publish_remaining(topic: &str, pid: Option<u16>, props: Option<&[u8]>, payload: usize) -> usize {
     let props_len = props.map_or(0, |p| remaining_length_len(p.len()) + p.len());
-    let remaining = 2 + topic.len() + if pid.is_some() { 2 } else { 0 } + props_len + payload.len();
-    header(out, byte1, remaining);
+    2 + topic.len() + if pid.is_some() { 2 } else { 0 } + props_len + payload
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn publish_head(
+    out: &mut Vec<u8>,
+    dup: bool,
+    qos: QoS,
+    retain: bool,
+    topic: &str,
+    pid: Option<u16>,
+    props: Option<&[u8]>,
+    remaining: usize,
+) {
+    let byte1 = (PUBLISH << 4) | ((dup as u8) << 3) | (qos.as_u8() << 1) | retain as u8;
+    out.push(byte1);
+    write_remaining_length(out, remaining);
     write_binary(out, topic.as_bytes());
     if let Some(id) = pid {
         write_u16(out, id);
@@ -38,7 +81,6 @@ pub fn encode_publish(
         write_remaining_length(out, p.len());
         out.extend_from_slice(p);
     }
-    out.extend_from_slice(payload);
 }
 
 /// The encoded size of a PUBLISH, for checking a client's Maximum Packet Size.

@@ -58,7 +58,7 @@
 //! a handshake that does not finish in time is closed by the broker's `connect_timeout` like a
 //! client that never sends CONNECT.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,8 @@ pub type Reload = Box<dyn FnMut() -> Result<Reloaded, String>>;
 /// none dropped, about 1 ms).
 const READS_PER_TURN: usize = 1;
 const READ_CHUNK: usize = 64 * 1024;
+/// Most runs of broker output passed to one vectored write (Linux takes up to 1,024).
+const WRITE_SLICES: usize = 64;
 
 /// One layer of a connection's transport (TLS, WebSocket framing). It does no IO: the network
 /// loop moves bytes between it, its neighbours and the socket (see the module docs).
@@ -880,11 +882,14 @@ impl Server {
             };
             let r = match layers {
                 None => {
-                    let out = self.broker.output(key);
-                    if out.is_empty() {
+                    // Plain TCP: every pending run (packet heads, shared payloads) in one
+                    // vectored write, straight from the broker's output.
+                    let mut bufs = [IoSlice::new(&[]); WRITE_SLICES];
+                    let k = self.broker.output_vectored(key, &mut bufs);
+                    if k == 0 {
                         break;
                     }
-                    sock.stream.write(out)
+                    sock.stream.write_vectored(&bufs[..k])
                 }
                 Some(layers) => match drain_layers(layers, &mut sock.stream) {
                     Ok(()) => {
@@ -996,11 +1001,19 @@ impl Server {
         }
         sock.closing = true;
         unpark(sock, &self.stacks);
-        let out = self.broker.output(key);
         match sock.extra.as_mut() {
             Some(e) if !e.layers.is_empty() => {
                 if let Some(top) = e.layers.last_mut() {
-                    top.encode(out);
+                    // The output's runs, while the layer takes them whole.
+                    loop {
+                        let out = self.broker.output(key);
+                        let n = top.encode(out);
+                        if out.is_empty() || n < out.len() {
+                            break;
+                        }
+                        let now = self.clock.now();
+                        self.broker.written(key, n, now);
+                    }
                 }
                 // Top down, each goodbye written through the layers below before they close.
                 for i in (0..e.layers.len()).rev() {
@@ -1008,10 +1021,13 @@ impl Server {
                     let _ = drain_layers(&mut e.layers, &mut sock.stream);
                 }
             }
-            _ if !out.is_empty() => {
-                let _ = sock.stream.write(out);
+            _ => {
+                let mut bufs = [IoSlice::new(&[]); WRITE_SLICES];
+                let k = self.broker.output_vectored(key, &mut bufs);
+                if k > 0 {
+                    let _ = sock.stream.write_vectored(&bufs[..k]);
+                }
             }
-            _ => {}
         }
         let _ = sock.stream.shutdown(Shutdown::Both);
         sock.extra = None;

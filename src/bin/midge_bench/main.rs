@@ -2,7 +2,8 @@
 //! MQTT 3.1.1 / 5.0 broker on the same machine.
 //!
 //! ```text
-//! midge_bench [-s fanin|fanout|pairs|latency|connections|abuse|retained|subs] [-p PORT]
+//! midge_bench [-s fanin|fanout|pairs|latency|connections|abuse|retained|memprobe|subs]
+//!             [-p PORT]
 //!             [-V 3|5] [-q 0|1|2] [-d SECS] [-n COUNT] [--pid BROKER_PID] ...
 //!             (midge_bench --help for all)
 //! ```
@@ -18,6 +19,8 @@
 //!   derived from its queue limits;
 //! - `retained`: N retained messages on distinct topics (bytes per retained message), then a
 //!   new subscriber to all of them (how many arrive, how fast);
+//! - `memprobe`: one large retained message, then S subscribers to it: how much the broker's
+//!   memory grows while delivering one payload to all of them;
 //! - `subs`: many subscriptions on distinct topics (bytes per subscription), and the cost of
 //!   a publish matching one of them, with few and with many subscriptions.
 //!
@@ -55,6 +58,7 @@ enum Scenario {
     Connections,
     Abuse,
     Retained,
+    Memprobe,
     Subs,
 }
 
@@ -68,6 +72,7 @@ impl Scenario {
             Scenario::Connections => "connections",
             Scenario::Abuse => "abuse",
             Scenario::Retained => "retained",
+            Scenario::Memprobe => "memprobe",
             Scenario::Subs => "subs",
         }
     }
@@ -119,7 +124,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "s",
         "scenario",
-        "fanin (default), fanout, pairs, latency, connections, abuse, retained or subs",
+        "fanin (default), fanout, pairs, latency, connections, abuse, retained, memprobe or subs",
         "NAME",
     );
     o.optopt("H", "host", "broker host (default 127.0.0.1)", "HOST");
@@ -335,6 +340,7 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         "connections" | "conn" => Scenario::Connections,
         "abuse" => Scenario::Abuse,
         "retained" | "retain" => Scenario::Retained,
+        "memprobe" => Scenario::Memprobe,
         "subs" | "subscriptions" => Scenario::Subs,
         s => return Err(format!("unknown scenario '{s}'")),
     };
@@ -346,7 +352,7 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         v => return Err(format!("--mqtt: '{v}' is not 3 (3.1.1) or 5")),
     };
     let qos_default = match scenario {
-        Scenario::Latency | Scenario::Abuse | Scenario::Retained => 1,
+        Scenario::Latency | Scenario::Abuse | Scenario::Retained | Scenario::Memprobe => 1,
         _ => 0,
     };
     let qos: u8 = num(&m, "qos", qos_default)?;
@@ -623,7 +629,7 @@ fn main() -> ExitCode {
                 options().usage(
                     "midge_bench: MQTT load generator.\n\n\
                      Usage: midge_bench [-s fanin|fanout|pairs|latency|connections|abuse|\
-                     retained|subs] [options]"
+                     retained|memprobe|subs] [options]"
                 )
             );
             return ExitCode::SUCCESS;
@@ -666,6 +672,7 @@ fn run(o: &Opts) -> Result<bool, String> {
         Scenario::Connections => o.clients,
         Scenario::Abuse => 2 * o.publishers + 3,
         Scenario::Retained => 3,
+        Scenario::Memprobe => o.subscribers + 1,
         Scenario::Subs => o.clients + 1,
     };
     if let Some(limit) = sys::nofile_limit() {
@@ -691,6 +698,7 @@ fn run(o: &Opts) -> Result<bool, String> {
         Scenario::Connections => run_connections(o, params, broker.as_ref()),
         Scenario::Abuse => run_abuse(o, params, broker.as_ref()),
         Scenario::Retained => run_retained(o, params, broker.as_ref()),
+        Scenario::Memprobe => run_memprobe(o, params, broker.as_ref()),
         Scenario::Subs => run_subs(o, params, broker.as_ref()),
         _ => run_traffic(o, params, broker.as_ref()),
     }
@@ -1061,7 +1069,7 @@ fn run_traffic(o: &Opts, params: Params, broker: Option<&Broker>) -> Result<bool
 }
 
 mod scenarios;
-use scenarios::{run_abuse, run_retained, run_subs};
+use scenarios::{run_abuse, run_memprobe, run_retained, run_subs};
 
 #[cfg(test)]
 mod tests;

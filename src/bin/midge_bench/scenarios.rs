@@ -562,6 +562,147 @@ pub(crate) fn run_retained(
 }
 
 // ---------------------------------------------------------------------------------------------
+// memprobe
+
+/// One large retained message, then S subscribers to its topic: how much the broker's memory
+/// grows while it delivers that one payload to all of them. A broker that stores a payload
+/// once and sends it by reference grows by about one payload (plus the output it keeps per
+/// connection); one that encodes a copy per subscriber grows by S payloads.
+pub(crate) fn run_memprobe(
+    o: &Opts,
+    mut params: Params,
+    broker: Option<&Broker>,
+) -> Result<bool, String> {
+    let rid = run_id();
+    let topic = format!("{}/{rid}/big", o.topic);
+    params.backlog = 0;
+    let subs = o.subscribers;
+    let mut e = Engine::new(params, Route::All, 1, subs).map_err(io)?;
+    connect(
+        &mut e,
+        vec![(Role::Pub(0), format!("mb{rid}p0"), Vec::new())],
+        o,
+    )?;
+    let peak = std::cell::Cell::new(Peak::default());
+    e.hold(Duration::from_millis(200)).map_err(io)?;
+    let b0 = broker.and_then(Broker::sample);
+    e.add_publisher_spec(&PubSpec {
+        topic: &topic,
+        spread: None,
+        stream: 0,
+        size: o.size,
+        limit: 1,
+        rate: 0.0,
+        qos: o.qos,
+        retain: true,
+        background: false,
+    });
+    let mut tick = || {
+        let mut p = peak.get();
+        p.sample(broker);
+        peak.set(p);
+    };
+    e.run_traffic(secs(o.duration), secs(o.drain), secs(o.idle), &mut tick)
+        .map_err(io)?;
+    let (acked, unacked) = e.pub_acks(0);
+    e.hold(secs(o.settle)).map_err(io)?;
+    let b1 = broker.and_then(Broker::sample);
+    let before_subs = peak.get();
+    let specs = (0..subs)
+        .map(|i| {
+            (
+                Role::Sub(i as u32),
+                format!("mb{rid}s{i}"),
+                vec![topic.clone()],
+            )
+        })
+        .collect();
+    let t_sub = Instant::now();
+    connect(&mut e, specs, o)?;
+    let all = move |e: &Engine| e.subs.iter().all(|s| s[0].unique >= 1);
+    e.wait_until(secs(o.duration), secs(o.idle), &all, &mut tick)
+        .map_err(io)?;
+    let deliver_s = e
+        .last_delivery
+        .filter(|&t| t > t_sub)
+        .map_or(0.0, |t| (t - t_sub).as_secs_f64());
+    tick();
+    e.hold(secs(o.settle)).map_err(io)?;
+    tick();
+    let b2 = broker.and_then(Broker::sample);
+    e.disconnect_all();
+    let received: u64 = e.subs.iter().map(|s| s[0].unique.min(1)).sum();
+    let dup: u64 = e.subs.iter().map(|s| s[0].dup).sum();
+
+    let (vname, vnum) = version(o);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "midge_bench  memprobe  MQTT {vname}  one retained message of {} B (QoS {}), then {subs} \
+         subscribers to it  broker={}",
+        o.size, o.qos, o.label
+    );
+    let _ = writeln!(
+        out,
+        "  delivered       to {received} of {subs} subscribers in {deliver_s:.3} s ({dup} \
+         duplicated)"
+    );
+    let mut result = format!(
+        "RESULT scenario=memprobe broker={} mqtt={vnum} qos={} size={} subs={subs} acked={acked} \
+         unacked={unacked} received={received} lost={} dup={dup} deliver_s={deliver_s:.3} \
+         closed={} protocol_errors={}",
+        o.label,
+        o.qos,
+        o.size,
+        subs as u64 - received,
+        e.c.closed,
+        e.c.protocol_errors
+    );
+    if let (Some(b0), Some(b1), Some(b2)) = (b0, b1, b2) {
+        let payload_kb = o.size as f64 / 1024.0;
+        // Growth from the broker with the message stored to its peak while delivering it.
+        let growth = peak.get().peak_kb().saturating_sub(b1.rss_kb);
+        let stored = before_subs
+            .peak_kb()
+            .max(b1.rss_kb)
+            .saturating_sub(b0.rss_kb);
+        let total = peak.get().peak_kb().saturating_sub(b0.rss_kb);
+        let _ = writeln!(
+            out,
+            "  broker RSS      {} before, {} with the message stored (peak growth {stored} kB \
+             while storing it), peak {} while delivering it: {growth} kB more, {:.2} payloads; \
+             {total} kB in all ({:.2} payloads); {} after",
+            mb(b0.rss_kb),
+            mb(b1.rss_kb),
+            mb(peak.get().peak_kb()),
+            growth as f64 / payload_kb,
+            total as f64 / payload_kb,
+            mb(b2.rss_kb)
+        );
+        let _ = write!(
+            result,
+            " rss_before_kb={} rss_stored_kb={} rss_peak_kb={} rss_after_kb={} \
+             store_growth_kb={stored} deliver_growth_kb={growth} total_growth_kb={total} \
+             growth_payloads={:.2}",
+            b0.rss_kb,
+            b1.rss_kb,
+            peak.get().peak_kb(),
+            b2.rss_kb,
+            total as f64 / payload_kb
+        );
+    }
+    print!("{out}");
+    println!("{result}");
+    let ok = received == subs as u64
+        && unacked == 0
+        && dup == 0
+        && e.c.closed == 0
+        && e.c.protocol_errors == 0
+        && e.c.corrupt == 0;
+    Ok(!o.check || ok)
+}
+
+// ---------------------------------------------------------------------------------------------
 // subs
 
 /// One stage of the subs run: `subs` subscriptions, then publishing to them.

@@ -1,8 +1,9 @@
 //! The core without sockets: a fake clock, packets in, exact bytes out. One file per concern:
 //! MQTT 3.1.1 sessions and flows (`v311.rs`), listener policies and limits (`policy.rs`),
-//! MQTT 5 (`v5.rs`), shared subscriptions (`shared.rs`) and snapshots (`snapshot.rs`); the
-//! helpers they share are here.
+//! MQTT 5 (`v5.rs`), shared subscriptions (`shared.rs`), snapshots (`snapshot.rs`) and the
+//! output ring (`output.rs`); the helpers they share are here.
 
+mod output;
 mod policy;
 mod shared;
 mod snapshot;

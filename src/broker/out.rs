@@ -1,0 +1,247 @@
+//! A connection's pending output: a ring of segments, each either encoded bytes (fixed
+//! headers, topics, packet identifiers, properties, acknowledgements, and small payloads copied
+//! in) or a shared reference to a stored message's payload. A payload is stored once, in its
+//! [`Message`](super::Message), however many connections are sending it: the kernel's copy
+//! into each socket (a vectored write of the segments) is the only per-subscriber copy.
+//!
+//! An idle connection holds nothing (one null pointer); the ring is allocated while output is
+//! pending and freed once it has all been written.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use super::Msg;
+use crate::mqtt::{self, QoS};
+
+/// Payloads at least this long are referenced, not copied. Below it, a copy into the bytes
+/// segment is cheaper than one more entry in the vectored write (and keeps many small
+/// packets in one contiguous buffer).
+pub(super) const SHARE_MIN: usize = 2048;
+
+/// A bytes segment is not appended to past this size: a new one starts, so the front one
+/// can be freed once written instead of being compacted.
+const SEG_MAX: usize = 64 * 1024;
+
+enum Seg {
+    Bytes(Vec<u8>),
+    Payload(Msg),
+}
+
+impl Seg {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Seg::Bytes(b) => b,
+            Seg::Payload(m) => &m.payload,
+        }
+    }
+}
+
+/// The segments in order: `segs`, then `tail`, the bytes being appended to. Small packets only
+/// ever touch `tail` (`segs` stays unallocated).
+#[derive(Default)]
+struct Ring {
+    segs: VecDeque<Seg>,
+    tail: Vec<u8>,
+    /// Bytes of the first segment (of `segs`, or `tail` when `segs` is empty) already written.
+    pos: usize,
+    /// Total length of `segs`.
+    sealed: usize,
+}
+
+impl Ring {
+    /// Ends `tail`: later bytes go after what comes next.
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.sealed += self.tail.len();
+            self.segs
+                .push_back(Seg::Bytes(std::mem::take(&mut self.tail)));
+        }
+    }
+}
+
+/// The output of one connection (see the module docs).
+#[derive(Default)]
+pub(super) struct Out(Option<Box<Ring>>);
+
+impl Out {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Bytes waiting to be written.
+    #[inline(always)]
+    pub(super) fn pending(&self) -> usize {
+        match &self.0 {
+            None => 0,
+            Some(r) => r.sealed + r.tail.len() - r.pos,
+        }
+    }
+
+    /// The bytes segment at the end of the ring, to encode a packet into.
+    #[inline(always)]
+    pub(super) fn bytes(&mut self) -> &mut Vec<u8> {
+        let r = self.0.get_or_insert_with(Box::default);
+        if r.tail.len() >= SEG_MAX {
+            r.seal();
+        }
+        &mut r.tail
+    }
+
+    /// Appends `msg`'s payload by reference.
+    pub(super) fn share(&mut self, msg: &Msg) {
+        if msg.payload.is_empty() {
+            return;
+        }
+        let r = self.0.get_or_insert_with(Box::default);
+        r.seal();
+        r.sealed += msg.payload.len();
+        r.segs.push_back(Seg::Payload(msg.clone()));
+    }
+
+    /// Appends a PUBLISH of `msg`: its head encoded, its payload copied when short and
+    /// referenced when long (see [`SHARE_MIN`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn publish(
+        &mut self,
+        dup: bool,
+        qos: QoS,
+        retain: bool,
+        topic: &str,
+        pid: Option<u16>,
+        props: Option<&[u8]>,
+        msg: &Msg,
+    ) {
+        let payload = &msg.payload;
+        if payload.len() < SHARE_MIN {
+            mqtt::encode_publish(self.bytes(), dup, qos, retain, topic, pid, props, payload);
+        } else {
+            let head = self.bytes();
+            mqtt::encode_publish_head(head, dup, qos, retain, topic, pid, props, payload.len());
+            self.share(msg);
+        }
+    }
+
+    /// The unwritten part of the first segment (empty when nothing is pending).
+    pub(super) fn front(&self) -> &[u8] {
+        match &self.0 {
+            Some(r) => match r.segs.front() {
+                Some(s) => &s.as_slice()[r.pos..],
+                None => &r.tail[r.pos..],
+            },
+            None => &[],
+        }
+    }
+
+    /// Fills `bufs` with the unwritten segments, in order; returns how many it filled.
+    pub(super) fn slices<'a>(&'a self, bufs: &mut [IoSlice<'a>]) -> usize {
+        let Some(r) = &self.0 else {
+            return 0;
+        };
+        let mut n = 0;
+        let mut skip = r.pos;
+        let all = r.segs.iter().map(Seg::as_slice);
+        for b in all.chain(std::iter::once(&r.tail[..])) {
+            if n == bufs.len() {
+                break;
+            }
+            let b = &b[skip..];
+            skip = 0;
+            if !b.is_empty() {
+                bufs[n] = IoSlice::new(b);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// `n` bytes were written: drops the segments they finish (and the ring once empty).
+    pub(super) fn advance(&mut self, mut n: usize) {
+        let Some(r) = &mut self.0 else {
+            return;
+        };
+        while let Some(front) = r.segs.front() {
+            let len = front.as_slice().len();
+            let left = len - r.pos;
+            if n < left {
+                r.pos += n;
+                return;
+            }
+            n -= left;
+            r.pos = 0;
+            r.sealed -= len;
+            r.segs.pop_front();
+        }
+        r.pos = (r.pos + n).min(r.tail.len());
+        if r.pos == r.tail.len() {
+            // Idle connections hold no output.
+            self.0 = None;
+        } else if r.pos >= SEG_MAX {
+            // Compacted once a good part of it has been written, so a slow reader's buffer
+            // does not grow without end.
+            r.tail.drain(..r.pos);
+            r.pos = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::broker::Message;
+
+    fn all(o: &Out) -> Vec<u8> {
+        let mut bufs = [IoSlice::new(&[]); 8];
+        let n = o.slices(&mut bufs);
+        bufs[..n].iter().flat_map(|b| b.iter().copied()).collect()
+    }
+
+    #[test]
+    fn segments_are_written_in_order_across_partial_writes() {
+        let msg = Rc::new(Message::new("t", &[9; 3000], QoS::AtMostOnce, false));
+        let mut o = Out::default();
+        assert!(o.is_empty());
+        o.bytes().extend_from_slice(b"head");
+        o.share(&msg);
+        o.bytes().extend_from_slice(b"tail");
+        o.share(&msg);
+        assert_eq!(o.pending(), 4 + 3000 + 4 + 3000);
+        let mut want = b"head".to_vec();
+        want.extend_from_slice(&[9; 3000]);
+        want.extend_from_slice(b"tail");
+        want.extend_from_slice(&[9; 3000]);
+        assert_eq!(all(&o), want);
+        // The payload is referenced, not copied: the ring holds two more references.
+        assert_eq!(Rc::strong_count(&msg), 3);
+        let mut got = Vec::new();
+        for step in [1, 3, 2999, 1, 2, 5] {
+            got.extend_from_slice(&all(&o)[..step]);
+            o.advance(step);
+            assert_eq!(o.pending(), want.len() - got.len());
+        }
+        got.extend_from_slice(o.front());
+        let n = o.front().len();
+        o.advance(n);
+        got.extend_from_slice(&all(&o));
+        let n = o.pending();
+        o.advance(n);
+        assert_eq!(got, want);
+        assert!(o.is_empty());
+        assert_eq!(Rc::strong_count(&msg), 1);
+    }
+
+    #[test]
+    fn a_slow_readers_bytes_are_compacted_or_split_not_grown_forever() {
+        let mut o = Out::default();
+        for _ in 0..10 {
+            o.bytes().extend_from_slice(&[1; 30_000]);
+            o.advance(29_000);
+        }
+        assert_eq!(o.pending(), 10_000);
+        let r = o.0.as_ref().unwrap();
+        let held: usize = r.segs.iter().map(|s| s.as_slice().len()).sum::<usize>() + r.tail.len();
+        assert!(held <= 2 * SEG_MAX + 30_000, "{held}");
+    }
+}
