@@ -5,7 +5,8 @@
 //! 2. [`Broker::received`] with the bytes read, which returns how many it consumed (a partial
 //!    packet is left for the caller to keep and hand back with the next bytes);
 //! 3. [`Broker::take_dirty`] after a batch of events, then for each connection named
-//!    [`Broker::output`] / [`Broker::written`] to write what is pending, and
+//!    [`Broker::output_vectored`] (or [`Broker::output`], a run at a time) and
+//!    [`Broker::written`] to write what is pending, and
 //!    [`Broker::is_closed`] to learn whether to close the socket;
 //! 4. [`Broker::lost`] when the socket reports end of file or an error;
 //! 5. [`Broker::release`] once the socket is gone, which frees the connection's slot;
@@ -31,6 +32,7 @@
 //! | `sys.rs` | `$SYS` topics |
 //! | `conn.rs`, `session.rs` | a connection's and a session's state (QoS 2 state: `session.rs`) |
 //! | `message.rs`, `config.rs` | the message type; the core's settings |
+//! | `out.rs` | a connection's output: a ring of encoded bytes and shared payload references |
 //! | `subs.rs`, `trie.rs`, `retain.rs`, `table.rs`, `ids.rs` | subscription and retained stores |
 
 mod bridge;

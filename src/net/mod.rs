@@ -34,7 +34,11 @@
 //! Bytes a layer must answer with (TLS handshake records, a WebSocket pong) are queued in that
 //! layer and written by the write path, which the read path runs after decoding.
 //!
-//! **Write path.** `Broker::output` is offered to the top layer's [`Layer::encode`], which
+//! **Write path.** Without layers, every pending run of broker output (packet heads and short
+//! packets, and the payloads of long messages, shared with the other connections sending them)
+//! goes to the socket in one vectored write (`Broker::output_vectored`), and the count written
+//! to `Broker::written`, which advances across runs. With layers, `Broker::output` (one run at a
+//! time) is offered to the top layer's [`Layer::encode`], which
 //! takes as much as its bounded buffer allows and says how much; that count goes to
 //! `Broker::written`, so the broker's queue stays the one place where undelivered messages
 //! wait. Each layer's [`Layer::drain`] then writes its output into the layer below (through
