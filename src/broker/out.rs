@@ -73,7 +73,8 @@ impl Out {
     pub(super) fn pending(&self) -> usize {
         match &self.0 {
             None => 0,
-            Some(r) => r.sealed + r.tail.len() - r.pos,
+            // `pos` is within the first segment, so never more than what is held.
+            Some(r) => (r.sealed + r.tail.len()).saturating_sub(r.pos),
         }
     }
 
@@ -126,8 +127,8 @@ impl Out {
     pub(super) fn front(&self) -> &[u8] {
         match &self.0 {
             Some(r) => match r.segs.front() {
-                Some(s) => &s.as_slice()[r.pos..],
-                None => &r.tail[r.pos..],
+                Some(s) => s.as_slice().get(r.pos..).unwrap_or_default(),
+                None => r.tail.get(r.pos..).unwrap_or_default(),
             },
             None => &[],
         }
@@ -142,13 +143,13 @@ impl Out {
         let mut skip = r.pos;
         let all = r.segs.iter().map(Seg::as_slice);
         for b in all.chain(std::iter::once(&r.tail[..])) {
-            if n == bufs.len() {
+            let Some(slot) = bufs.get_mut(n) else {
                 break;
-            }
-            let b = &b[skip..];
+            };
+            let b = b.get(skip..).unwrap_or_default();
             skip = 0;
             if !b.is_empty() {
-                bufs[n] = IoSlice::new(b);
+                *slot = IoSlice::new(b);
                 n += 1;
             }
         }
@@ -162,17 +163,17 @@ impl Out {
         };
         while let Some(front) = r.segs.front() {
             let len = front.as_slice().len();
-            let left = len - r.pos;
+            let left = len.saturating_sub(r.pos);
             if n < left {
                 r.pos += n;
                 return;
             }
             n -= left;
             r.pos = 0;
-            r.sealed -= len;
+            r.sealed = r.sealed.saturating_sub(len);
             r.segs.pop_front();
         }
-        r.pos = (r.pos + n).min(r.tail.len());
+        r.pos = r.pos.saturating_add(n).min(r.tail.len());
         if r.pos == r.tail.len() {
             // Idle connections hold no output.
             self.0 = None;
