@@ -8,6 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -232,21 +233,46 @@ fn a_browser_page_from_http_dir_talks_to_tcp_clients() {
     let (ws, tcp) = (p[0], p[1]);
 
     // To the browser: a retained message from mosquitto_pub over TCP, waiting when the page
-    // subscribes (the DOM is dumped once the page settles, so it cannot wait for a later one).
+    // subscribes, and a live one published once the page has said hello.
     let o = run(Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &tcp.to_string(), "-q", "1", "-r"])
-        .args(["-t", "browser/in", "-m", "hello from mosquitto_pub"]));
+        .args(["-t", "browser/in", "-m", "retained from mosquitto_pub"]));
     assert!(o.status.success(), "{o:?}");
     // From the browser: mosquitto_sub over TCP, subscribed before the page loads.
     let mut sub = spawn_sub(tcp, "browser/out");
     m.wait_log("tcp-sub 1 browser/out")
         .expect("mosquitto_sub subscribed");
 
-    // The DOM is dumped when the page settles in virtual time; on a loaded machine that can
-    // come before the WebSocket answers, so a page that has not shown the message yet is
-    // loaded again (a broken server fails every try).
+    // Headless Chromium dumps the DOM once the page settles in virtual time, which does not
+    // advance while a request is pending: after its hello the page asks `hold`, which this
+    // test answers only after publishing the live message.
+    let hold = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hold_port = hold.local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let live = std::thread::spawn(move || {
+        let mut published = false;
+        // One request per page load (a retried load asks again).
+        loop {
+            let Ok((mut s, _)) = hold.accept() else { break };
+            if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            // Each load gets its own live message (a retried page subscribed afresh).
+            let o = run(Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &tcp.to_string(), "-q", "1"])
+                .args(["-t", "browser/in", "-m", "live from mosquitto_pub"]));
+            assert!(o.status.success(), "{o:?}");
+            published = true;
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+        published
+    });
+    // A page that has not shown both messages yet is loaded again (a broken server fails every
+    // try); each load repeats the hello, of which mosquitto_sub takes the first.
     let mut dom = String::new();
-    for _ in 0..3 {
+    for attempt in 1..=3 {
         let profile = TempDir::new();
         let o = run(Command::new("chromium")
             .args([
@@ -262,15 +288,31 @@ fn a_browser_page_from_http_dir_talks_to_tcp_clients() {
                 "--dump-dom",
             ])
             .arg(format!("--user-data-dir={}", profile.0.display()))
-            .arg(format!("http://127.0.0.1:{ws}/")));
+            .arg(format!("http://127.0.0.1:{ws}/?hold={hold_port}")));
         dom = String::from_utf8_lossy(&o.stdout).into_owned();
-        if dom.contains("<li>") {
+        if dom.contains("live from") {
             break;
         }
+        let shown: Vec<&str> = dom
+            .lines()
+            .filter(|l| l.contains("<li>") || l.contains("id=\"status\""))
+            .collect();
+        let _ = writeln!(
+            std::io::stderr(),
+            "browser page, try {attempt}: not all shown yet: {shown:?}"
+        );
     }
+    // Ends the hold thread's accept loop.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = TcpStream::connect(("127.0.0.1", hold_port));
     assert!(
-        dom.contains("<li>browser/in: hello from mosquitto_pub</li>"),
-        "the page shows the message from mosquitto_pub; DOM:\n{dom}\nbroker log:\n{}",
+        live.join().unwrap(),
+        "the page asked to be held, and the live message went out"
+    );
+    assert!(
+        dom.contains("<li>browser/in: retained from mosquitto_pub</li>")
+            && dom.contains("<li>browser/in: live from mosquitto_pub</li>"),
+        "the page shows both messages from mosquitto_pub; DOM:\n{dom}\nbroker log:\n{}",
         m.log_text()
     );
     let mut out = String::new();
