@@ -269,7 +269,7 @@ impl Broker {
             .and_then(|sid| self.sessions[sid].conn)
         {
             info!("Client {client_id} already connected, closing old connection.");
-            self.close(old, Close::Takeover, now);
+            self.close(old, Close::Takeover(c.clean_session), now);
         }
         let existing = self.by_id.get(client_id, &self.sessions);
         let (sid, present) = match existing {

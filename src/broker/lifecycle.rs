@@ -29,8 +29,9 @@ pub enum Close {
     /// The client broke the protocol, and is not told why (as mosquitto does for a broken
     /// CONNECT, a second CONNECT, a remaining length of five bytes or a PINGREQ with a body).
     Dropped,
-    /// Another connection took over the client id [MQTT-3.1.4-2].
-    Takeover,
+    /// Another connection took over the client id [MQTT-3.1.4-2]; whether its CONNECT asked
+    /// for a clean start.
+    Takeover(bool),
     /// CONNECT was refused with a CONNACK return code.
     Refused,
     /// The broker is shutting down.
@@ -143,7 +144,7 @@ impl Broker {
             let code = match why {
                 Close::Protocol(c) => Some(c),
                 Close::Timeout => Some(reason::KEEP_ALIVE_TIMEOUT),
-                Close::Takeover => Some(reason::SESSION_TAKEN_OVER),
+                Close::Takeover(_) => Some(reason::SESSION_TAKEN_OVER),
                 Close::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
                 _ => None,
             };
@@ -170,7 +171,7 @@ impl Broker {
             Close::SocketError => info!("Socket error on client {name}, disconnecting."),
             Close::Timeout => info!("Client {name} has exceeded timeout, disconnecting."),
             Close::Shutdown => info!("Client {name} disconnected: server shutting down."),
-            Close::Protocol(_) | Close::Dropped | Close::Takeover | Close::Refused => {}
+            Close::Protocol(_) | Close::Dropped | Close::Takeover(_) | Close::Refused => {}
         }
         self.mark(id);
         self.bridge_closed(listener, id, now);
@@ -202,6 +203,14 @@ impl Broker {
             self.hand_over_shared(sid, false);
         }
         let s = &mut self.sessions[sid];
+        // On takeover, as mosquitto 2.0: the will goes only if the old session or the new
+        // CONNECT is clean (3.1.1 clean session, 5.0 session expiry 0 / clean start); a
+        // delayed will is cancelled by the session the new connection resumes.
+        let will = match why {
+            Close::Takeover(new_clean) if !(s.clean || new_clean) => None,
+            Close::Takeover(false) if will_delay > 0 => None,
+            _ => will,
+        };
         if let Some(w) = will {
             if will_delay > 0 && s.expiry_interval > 0 {
                 // MQTT 5 Will Delay: sent later, unless the session is resumed first.

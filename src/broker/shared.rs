@@ -143,13 +143,14 @@ impl Broker {
     /// Messages a departing member of shared groups had not been sent yet (and, when its
     /// session ends, QoS 1 messages it had not acknowledged) go to another member.
     pub(super) fn hand_over_shared(&mut self, sid: SessionId, ending: bool) {
-        let mut moving: Vec<(Msg, u32, bool, Box<[u32]>)> = Vec::new();
+        // (message, group, retain, granted QoS, subscription identifiers)
+        let mut moving: Vec<(Msg, u32, bool, QoS, Box<[u32]>)> = Vec::new();
         if let Some(f) = self.sessions[sid].flow.get_mut() {
             let mut keep = VecDeque::with_capacity(f.queue.len());
             for q in f.queue.drain(..) {
                 if q.share != 0 {
                     f.queued_bytes -= q.msg.payload.len();
-                    moving.push((q.msg, q.share, q.retain, q.sub_ids));
+                    moving.push((q.msg, q.share, q.retain, q.qos, q.sub_ids));
                 } else {
                     keep.push_back(q);
                 }
@@ -158,13 +159,14 @@ impl Broker {
             if ending {
                 for m in f.inflight.iter() {
                     if m.share != 0 && m.qos == QoS::AtLeastOnce {
-                        moving.push((m.msg.clone(), m.share, m.retain, m.sub_ids.clone()));
+                        moving.push((m.msg.clone(), m.share, m.retain, m.qos, m.sub_ids.clone()));
                     }
                 }
             }
         }
         self.sessions[sid].flow.trim();
-        for (msg, share, retain, _) in moving {
+        let upgrade = self.cfg.upgrade_outgoing_qos;
+        for (msg, share, retain, granted, sub_ids) in moving {
             let Some(sh) = self.shares.get(share as usize - 1) else {
                 continue;
             };
@@ -178,7 +180,11 @@ impl Broker {
                 .collect();
             match self.choose_member(share, &group, Some(sid)) {
                 Some(e) => {
-                    let qos = msg.qos.min(e.opts.qos);
+                    let qos = if upgrade {
+                        e.opts.qos
+                    } else {
+                        msg.qos.min(e.opts.qos)
+                    };
                     let ids: Box<[u32]> = if e.id != 0 {
                         Box::new([e.id])
                     } else {
@@ -190,11 +196,12 @@ impl Broker {
                     // No one else: it stays with this session.
                     let s = &mut self.sessions[sid];
                     s.flow.queued_bytes += msg.payload.len();
+                    // Put back as it was queued: the QoS and identifiers of its subscription.
                     s.flow.queue.push_back(Queued {
-                        qos: msg.qos,
+                        qos: granted,
                         msg,
                         retain,
-                        sub_ids: Box::default(),
+                        sub_ids,
                         share,
                     });
                 }

@@ -181,7 +181,13 @@ impl Broker {
                     continue;
                 }
                 if self.may_read(sid, &m.topic) && self.source_may_write(m) {
-                    self.deliver(sid, m, m.qos.min(*qos), true, ids.clone(), 0);
+                    // upgrade_outgoing_qos applies to retained messages too, as in mosquitto.
+                    let q = if self.cfg.upgrade_outgoing_qos {
+                        *qos
+                    } else {
+                        m.qos.min(*qos)
+                    };
+                    self.deliver(sid, m, q, true, ids.clone(), 0);
                 }
             }
         }
