@@ -41,14 +41,8 @@ impl Broker {
     /// client id to use (empty: one is to be assigned), or why the CONNECT is refused.
     fn validate_connect(&self, listener: usize, c: &mqtt::Connect<'_>) -> Result<String, Fault> {
         let v5 = c.version == Version::V5;
-        if c.props.authentication_data.is_some() && c.props.authentication_method.is_none() {
-            // MQTT 5 section 3.1.2.11.10.
-            return Err(Fault::Refused {
-                code: connack::NOT_AUTHORIZED,
-                code5: reason::PROTOCOL_ERROR,
-                why: "Authentication Data without Authentication Method",
-            });
-        }
+        // Authentication Data without an Authentication Method is ignored, as mosquitto 2.0
+        // ignores it (section 3.1.2.11.10 calls it a Protocol Error).
         if let Some(w) = &c.will {
             // [MQTT-3.2.2-12] [MQTT-3.2.2-13]: a will the server could not publish as asked is
             // refused at CONNECT (MQTT 5 says why; 3.1.1 has no code for it, as in mosquitto).

@@ -573,7 +573,9 @@ impl Broker {
                 filters,
                 props,
             } => return self.on_subscribe(id, sid, pid, &filters, &props),
-            Packet::Unsubscribe { pid, filters, .. } => self.on_unsubscribe(id, sid, pid, &filters),
+            Packet::Unsubscribe { pid, filters, .. } => {
+                return self.on_unsubscribe(id, sid, pid, &filters)
+            }
             Packet::Pingreq => {
                 if let Some(out) = self.out(id) {
                     Packet::Pingresp.encode(out);

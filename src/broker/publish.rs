@@ -42,12 +42,8 @@ impl Broker {
                 format!("PUBLISH at QoS {} over max_qos", p.qos.as_u8()),
             ));
         }
-        if !p.props.subscription_identifiers.is_empty() {
-            return Err(Fault::protocol(
-                reason::PROTOCOL_ERROR,
-                "[MQTT-3.3.4-6] PUBLISH from a client with a Subscription Identifier",
-            ));
-        }
+        // A Subscription Identifier from a client is ignored (never forwarded), as mosquitto
+        // 2.0 ignores it.
         if p.retain && !self.cfg.retain_available {
             return Err(Fault::protocol(
                 reason::RETAIN_NOT_SUPPORTED,
@@ -58,10 +54,15 @@ impl Broker {
         let mut aliased: Option<Box<str>> = None;
         if let Some(alias) = p.props.topic_alias {
             let max = policy.max_topic_alias;
-            if alias == 0 || alias > max {
+            // Alias 0 is a Protocol Error and one over the maximum Topic Alias Invalid, as
+            // mosquitto answers [MQTT-3.3.2-8] [MQTT-3.3.2-9].
+            if alias == 0 {
+                return Err(Fault::protocol(reason::PROTOCOL_ERROR, "topic alias 0"));
+            }
+            if alias > max {
                 return Err(Fault::protocol(
                     reason::TOPIC_ALIAS_INVALID,
-                    format!("topic alias {alias} outside 1..={max}"),
+                    format!("topic alias {alias} over {max}"),
                 ));
             }
             let Some(v) = self.live(id).and_then(|c| c.v5.as_mut()) else {

@@ -22,9 +22,8 @@ pub(super) struct Share {
 pub(super) fn split_share(f: &str) -> Option<Option<(&str, &str)>> {
     let rest = f.strip_prefix("$share/")?;
     Some(match rest.split_once('/') {
-        Some((g, filter)) if !g.is_empty() && !filter.is_empty() && !g.contains(['+', '#']) => {
-            Some((g, filter))
-        }
+        // An empty group name is accepted, as mosquitto 2.0 accepts it.
+        Some((g, filter)) if !filter.is_empty() && !g.contains(['+', '#']) => Some((g, filter)),
         _ => None,
     })
 }
@@ -143,14 +142,13 @@ impl Broker {
     /// Messages a departing member of shared groups had not been sent yet (and, when its
     /// session ends, QoS 1 messages it had not acknowledged) go to another member.
     pub(super) fn hand_over_shared(&mut self, sid: SessionId, ending: bool) {
-        // (message, group, retain, granted QoS, subscription identifiers)
-        let mut moving: Vec<(Msg, u32, bool, QoS, Box<[u32]>)> = Vec::new();
+        let mut moving: Vec<Queued> = Vec::new();
         if let Some(f) = self.sessions[sid].flow.get_mut() {
             let mut keep = VecDeque::with_capacity(f.queue.len());
             for q in f.queue.drain(..) {
                 if q.share != 0 {
                     f.queued_bytes -= q.msg.payload.len();
-                    moving.push((q.msg, q.share, q.retain, q.qos, q.sub_ids));
+                    moving.push(q);
                 } else {
                     keep.push_back(q);
                 }
@@ -159,14 +157,27 @@ impl Broker {
             if ending {
                 for m in f.inflight.iter() {
                     if m.share != 0 && m.qos == QoS::AtLeastOnce {
-                        moving.push((m.msg.clone(), m.share, m.retain, m.qos, m.sub_ids.clone()));
+                        moving.push(Queued {
+                            msg: m.msg.clone(),
+                            qos: m.qos,
+                            retain: m.retain,
+                            sub_ids: m.sub_ids.clone(),
+                            share: m.share,
+                        });
                     }
                 }
             }
         }
         self.sessions[sid].flow.trim();
         let upgrade = self.cfg.upgrade_outgoing_qos;
-        for (msg, share, retain, granted, sub_ids) in moving {
+        for q in moving {
+            let Queued {
+                msg,
+                qos: granted,
+                retain,
+                sub_ids,
+                share,
+            } = q;
             let Some(sh) = self.shares.get(share as usize - 1) else {
                 continue;
             };

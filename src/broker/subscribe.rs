@@ -96,13 +96,12 @@ impl Broker {
             let shared = match split_share(f) {
                 None => None,
                 Some(Some((_, filter))) => Some(filter),
+                // `$share/GROUP` without a filter: a Protocol Error, as mosquitto answers.
                 Some(None) => {
-                    codes.push(if v5 {
-                        reason::TOPIC_FILTER_INVALID
-                    } else {
-                        reason::SUBACK_FAILURE
-                    });
-                    continue;
+                    return Err(Fault::protocol(
+                        reason::PROTOCOL_ERROR,
+                        "shared subscription without a topic filter",
+                    ))
                 }
             };
             if shared.is_some() && requested.no_local {
@@ -201,7 +200,13 @@ impl Broker {
         sid: SessionId,
         pid: u16,
         filters: &[&str],
-    ) {
+    ) -> Handled {
+        if filters.iter().any(|f| split_share(f) == Some(None)) {
+            return Err(Fault::protocol(
+                reason::PROTOCOL_ERROR,
+                "shared subscription without a topic filter",
+            ));
+        }
         let v5 = self.is_v5(id);
         let listener = self.sessions[sid].listener as usize;
         let mount = self.cfg.listeners[listener].mount_point.clone();
@@ -220,6 +225,7 @@ impl Broker {
             let props = Properties::default();
             mqtt::encode_unsuback(out, pid, v5.then_some(&props), &codes);
         }
+        Ok(())
     }
 
     /// `check_retain_source`: whether the publisher of retained message `m` may still write

@@ -20,7 +20,6 @@ pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
 pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
 pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
 pub const SESSION_TAKEN_OVER: u8 = 0x8E;
-pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
 pub const QUOTA_EXCEEDED: u8 = 0x97;
 pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
 pub const PACKET_TOO_LARGE: u8 = 0x95;

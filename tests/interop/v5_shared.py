@@ -1,7 +1,7 @@
 """MQTT 5 shared subscriptions (section 4.8.2): CONNACK leaves Shared Subscription Available at
 its default (available); two members of $share/g/jobs/# share 10 messages, each message going
-to exactly one of them; an ordinary subscriber to the same filter gets all 10; a malformed
-shared filter ($share//x) is refused with 0x8F while the client stays connected.
+to exactly one of them; an ordinary subscriber to the same filter gets all 10; a shared filter
+with an empty group name ($share//x) is granted, as mosquitto 2.0 grants it.
 
 Usage: python3 v5_shared.py HOST PORT
 """
