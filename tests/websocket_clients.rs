@@ -81,7 +81,11 @@ fn mqttjs_both_versions(m: &Midge, url: &str, ca: Option<&Path>) {
         let mut cmd = Command::new("node");
         cmd.arg(js_dir().join("mqttjs.mjs"))
             .arg(url)
-            .arg(v.to_string());
+            .arg(v.to_string())
+            .env(
+                "MQTTJS_TIMEOUT_MS",
+                (patience() * 2).as_millis().to_string(),
+            );
         if let Some(ca) = ca {
             cmd.arg(ca);
         }
