@@ -70,6 +70,8 @@ pub struct Params {
     pub backlog: u64,
     /// MQTT over WebSockets (the broker's `protocol websockets` listener at `addr`).
     pub ws: bool,
+    /// Where subscribers connect, if not to `addr` (a bridged pair of brokers).
+    pub sub_addr: Option<SocketAddr>,
 }
 
 /// What a publisher sends: see [`Engine::add_publisher_spec`].
@@ -285,10 +287,14 @@ impl Engine {
     }
 
     fn open(&mut self, role: Role, client_id: &str, filters: Vec<String>) {
+        let addr = match (role, self.p.sub_addr) {
+            (Role::Sub(_), Some(a)) => a,
+            _ => self.p.addr,
+        };
         let sock = if role == Role::Sink {
-            sink_socket(self.p.addr)
+            sink_socket(addr)
         } else {
-            TcpStream::connect(self.p.addr)
+            TcpStream::connect(addr)
         };
         let sock = match sock {
             Ok(s) => s,

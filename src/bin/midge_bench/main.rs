@@ -104,6 +104,7 @@ struct Opts {
     keep_alive: u16,
     nodelay: bool,
     ws: bool,
+    sub_port: Option<u16>,
     pid: Option<String>,
     label: String,
     topic: String,
@@ -233,6 +234,12 @@ fn options() -> getopts::Options {
         "SECS",
     );
     o.optopt("k", "keepalive", "keep alive seconds (default 60)", "SECS");
+    o.optopt(
+        "",
+        "sub-port",
+        "subscribers connect to this port of the same host, publishers to --port (a bridge)",
+        "PORT",
+    );
     o.optflag(
         "",
         "ws",
@@ -439,6 +446,10 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         keep_alive: num(&m, "keepalive", 60)?,
         nodelay: !m.opt_present("no-nodelay"),
         ws: m.opt_present("ws"),
+        sub_port: match m.opt_str("sub-port") {
+            None => None,
+            Some(_) => Some(num(&m, "sub-port", 0)?),
+        },
         pid: m.opt_str("pid"),
         label: m.opt_str("label").unwrap_or_else(|| "broker".into()),
         topic: m.opt_str("topic").unwrap_or_else(|| "midge_bench".into()),
@@ -693,6 +704,10 @@ fn run(o: &Opts) -> Result<bool, String> {
         window: o.inflight.min(65_000),
         backlog: o.backlog,
         ws: o.ws,
+        sub_addr: match o.sub_port {
+            Some(p) => Some(resolve(&o.host, p, o.allow_remote)?),
+            None => None,
+        },
     };
     match o.scenario {
         Scenario::Connections => run_connections(o, params, broker.as_ref()),

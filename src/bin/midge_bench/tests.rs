@@ -91,6 +91,7 @@ fn params(addr: SocketAddr, qos: u8, backlog: u64) -> Params {
         window: 20,
         backlog,
         ws: false,
+        sub_addr: None,
     }
 }
 
@@ -106,6 +107,7 @@ fn integrity_sums_only_the_streams_a_subscriber_should_get() {
         window: 20,
         backlog: 0,
         ws: false,
+        sub_addr: None,
     };
     let mut e = Engine::new(p, Route::Pairs, 2, 2).unwrap();
     e.published = vec![3, 3];
@@ -143,6 +145,7 @@ fn backlog_follows_the_slowest_subscriber() {
         window: 20,
         backlog: 10,
         ws: false,
+        sub_addr: None,
     };
     let mut e = Engine::new(p, Route::All, 1, 3).unwrap();
     assert_eq!(e.backlog_limit(0), 10, "nothing received yet");
@@ -666,6 +669,7 @@ fn engine_counts_what_a_broker_loses_duplicates_and_reorders() {
         window: 20,
         backlog: 0,
         ws: false,
+        sub_addr: None,
     };
     let mut e = Engine::new(p, Route::Pairs, 1, 1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
