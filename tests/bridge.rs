@@ -932,3 +932,80 @@ fn sys_topics_show_state_queue_and_reconnects() {
     assert_eq!(got["$SYS/broker/bridge/up/queued"], "3");
     assert_eq!(got["$SYS/broker/bridge/up/reconnects"], "0");
 }
+
+/// A remote whose SYNs are dropped (blackholed: a listener whose accept queue is full and never
+/// accepted, so the kernel drops new SYNs and the connect stays pending): local round trips stay
+/// fast while the bridge's connect waits, and the attempt is given up by the bridge's deadline
+/// rather than the kernel's minutes of SYN retries.
+#[test]
+fn a_blackholed_remote_does_not_stall_local_clients() {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    l.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    l.listen(0).unwrap();
+    let port = l.local_addr().unwrap().as_socket().unwrap().port();
+    // Fill the accept queue; later SYNs are dropped.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&l.local_addr().unwrap());
+        fillers.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let m = Midge::start(&format!(
+        "allow_anonymous true\nconnection up\naddress 127.0.0.1:{port}\nrestart_timeout 1 2\n\
+         topic # out 1\n"
+    ));
+    m.wait_log("Connecting bridge up").unwrap();
+    let mut c = m.client();
+    c.handshake("rtt", true, 60, false);
+    let p99 = p99_round_trip(&mut c, "x/y", Duration::from_secs(2));
+    println!("blackholed remote: local QoS 1 round trip p99 {p99:.2} ms");
+    let limit = if std::env::var_os("XCHECK_EXEC_WRAPPER").is_some() {
+        200.0
+    } else {
+        25.0
+    };
+    assert!(p99 < limit, "p99 {p99:.2} ms");
+    // Neither connected nor refused: the connect is still pending.
+    let log = m.log_text();
+    assert!(
+        !log.contains("Bridge up connected") && !log.contains("connection failed"),
+        "{log}"
+    );
+    drop(l);
+}
+
+/// bridge_max_packet_size: a message whose PUBLISH would be larger is not sent to the remote
+/// (3.1.1 and MQTT 5 remotes); the next one is.
+#[test]
+fn bridge_max_packet_size_holds_back_large_messages() {
+    for version in ["mqttv311", "mqttv50"] {
+        let dir = TempDir::new();
+        let rport = free_port();
+        let _r = Mosquitto::start(&dir, rport, "");
+        let m = bridged(
+            rport,
+            &format!("bridge_protocol_version {version}\nbridge_max_packet_size 100\ntopic big/# out 1\n"),
+        );
+        wait_bridge_up(&m);
+        let mut remote = subscriber(rport, "r", &[("big/#", 1)]);
+        let mut lpub = m.client();
+        lpub.handshake("p", true, 60, false);
+        publish_acked(&mut lpub, "big/a", &[b'x'; 200], 1, false, 1);
+        publish_acked(&mut lpub, "big/b", b"small", 1, false, 2);
+        assert_eq!(
+            take_publish(&mut remote),
+            ("big/b".into(), b"small".to_vec(), 1, false),
+            "{version}"
+        );
+        remote.expect_silence(200);
+    }
+}

@@ -140,8 +140,8 @@ pub struct BridgeConfig {
     pub try_private: bool,
     pub attempt_unsubscribe: bool,
     pub outgoing_retain: bool,
-    /// Largest packet sent to an MQTT 5 remote, with the remote's own Maximum Packet Size
-    /// (0: no limit of ours).
+    /// Largest packet sent to the remote (with an MQTT 5 remote's own Maximum Packet Size);
+    /// a larger message is not sent (0: no limit of ours).
     pub max_packet_size: u32,
     pub tls: BridgeTls,
 }
@@ -238,6 +238,23 @@ pub(super) fn outgoing<'a>(bridge: Option<&Bridge>, topic: &'a str) -> Cow<'a, s
         Some(b) => to_remote(&b.cfg.topics, topic),
         None => Cow::Borrowed(topic),
     }
+}
+
+/// Whether a PUBLISH is over the bridge's `bridge_max_packet_size` (MQTT 3.1.1 remotes; an
+/// MQTT 5 remote's limit is the connection's Maximum Packet Size): it is not sent.
+pub(super) fn too_large(bridge: Option<&Bridge>, topic: &str, pid: bool, payload: usize) -> bool {
+    bridge.is_some_and(|b| {
+        let max = b.cfg.max_packet_size as usize;
+        if max > 0 && mqtt::publish_len(topic, pid, None, payload) > max {
+            debug!(
+                "Bridge {}: a message on '{topic}' is over bridge_max_packet_size; not sent.",
+                b.cfg.name
+            );
+            true
+        } else {
+            false
+        }
+    })
 }
 
 /// `topic` from the remote as it is published locally (mosquitto's
@@ -1107,5 +1124,32 @@ mod tests {
             .map(|q| q.msg.payload[0])
             .collect();
         assert_eq!(kept, vec![0, 1, 2]);
+    }
+
+    /// start_type lazy: no connection until `threshold` messages wait for the remote;
+    /// start_type once: one attempt, none after it fails.
+    #[test]
+    fn lazy_and_once_start_types() {
+        let mut br = broker_with(|b| {
+            b.start_type = StartType::Lazy;
+            b.threshold = 3;
+            b.topics
+                .push(BridgeTopic::new("#", Direction::Out, QoS::AtLeastOnce, "", "").unwrap());
+        });
+        assert!(br.bridge_due(0).is_none());
+        for i in 0..3u8 {
+            assert!(br.bridge_due(1).is_none(), "{i} queued");
+            br.publish(
+                Rc::new(Message::new("a", &[i], QoS::AtLeastOnce, false)),
+                None,
+            );
+        }
+        assert!(br.bridge_due(1).is_some(), "threshold reached");
+
+        let mut br = broker_with(|b| b.start_type = StartType::Once);
+        let d = br.bridge_due(0).expect("once at start-up");
+        br.bridge_failed(0, d.attempt, "refused", 0);
+        assert_eq!(br.next_deadline(), None);
+        assert!(br.bridge_due(3_600_000).is_none());
     }
 }

@@ -142,6 +142,9 @@ impl Broker {
             }
             let remote = bridge::outgoing(bridge, unmounted(mount, &q.msg.topic));
             let mut topic = &*remote;
+            if conn.v5.is_none() && bridge::too_large(bridge, topic, needs_pid, len) {
+                continue;
+            }
             let mut v5_props_ref = None;
             if let Some(v) = conn.v5.as_mut() {
                 // Topic aliases towards the client: the first `alias_max_out` topics get one;
