@@ -503,8 +503,7 @@ fn steady_publisher(
     }
 }
 
-/// The remote of the fault test: midge (the default) or mosquitto
-/// (`MIDGE_BRIDGE_FAULT_REMOTE=mosquitto`).
+/// The remote of the fault test: midge or mosquitto.
 enum Remote {
     Midge(Midge),
     Mosquitto(Mosquitto),
@@ -532,12 +531,25 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The remote is stopped and started again several times, and midge itself once (with
+/// The remote (midge) is stopped and started again several times, and midge itself once (with
 /// persistence), while a local publisher sends QoS 1 and QoS 2 messages at a steady rate:
-/// every acknowledged QoS 1 message reaches the remote at least once and every QoS 2
-/// message exactly once, in the order published.
+/// every acknowledged QoS 1 message reaches the remote at least once and every QoS 2 message
+/// exactly once, in the order published.
 #[test]
-fn faults_remote_and_midge_restarts_lose_nothing() {
+fn faults_midge_remote_and_midge_restarts_lose_nothing() {
+    faults(true);
+}
+
+/// The same with Debian's mosquitto as the remote: nothing lost, no QoS 2 duplicate. The order
+/// of first arrivals is printed, not asserted: after its own restarts mosquitto 2.0.11 hands
+/// its subscriber a few messages out of order (6 of 5,188 in a 30 s run; none with midge as
+/// the remote, fed by the same bridge).
+#[test]
+fn faults_mosquitto_remote_and_midge_restarts_lose_nothing() {
+    faults(false);
+}
+
+fn faults(remote_midge: bool) {
     let secs = env_num("MIDGE_BRIDGE_FAULT_SECS", 8);
     let restarts = env_num("MIDGE_BRIDGE_FAULT_RESTARTS", 3);
     let rdir = TempDir::new();
@@ -547,7 +559,6 @@ fn faults_remote_and_midge_restarts_lose_nothing() {
         "persistence true\npersistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 20\n",
         rdir.0.display()
     );
-    let remote_midge = std::env::var("MIDGE_BRIDGE_FAULT_REMOTE").as_deref() != Ok("mosquitto");
     let rconf_midge = format!(
         "listener {rport} 127.0.0.1\nallow_anonymous true\npersistence true\n\
          persistence_location {}/\nmax_queued_messages 0\n",
@@ -679,7 +690,9 @@ fn faults_remote_and_midge_restarts_lose_nothing() {
     assert!(acked.len() as u64 > secs * 20, "the publisher hardly ran");
     assert!(lost.is_empty(), "lost: {lost:?}");
     assert!(dup2.is_empty(), "QoS 2 duplicates: {dup2:?}");
-    assert_eq!(out_of_order, 0);
+    if remote_midge {
+        assert_eq!(out_of_order, 0);
+    }
     drop(remote);
     drop(midge);
 }
