@@ -5,18 +5,23 @@
 //! sharing it. SIGHUP builds a new configuration from the files again: connections accepted
 //! afterwards get it, open ones keep the one they were accepted with.
 //!
-//! Memory: the layer exists only on TLS connections. rustls keeps its outgoing buffer bounded
-//! by [`OUT_LIMIT`] (a full buffer takes no more broker output, which then waits in the
-//! broker's bounded queues), frees sent records, and holds incoming bytes only while a record
-//! is incomplete (plus one 4 KiB read buffer it keeps between reads).
+//! Memory: the layer exists only on TLS connections, and uses rustls' unbuffered API so that
+//! midge owns the buffers: received bytes are kept only while a record is incomplete, and
+//! encrypted output only until the socket takes it, at most about [`OUT_LIMIT`] (a full
+//! buffer takes no more broker output, which then waits in the broker's bounded queues). An
+//! idle TLS connection holds no buffer, only rustls' session state.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection, WebPkiClientVerifier};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+    WriteTraffic,
+};
+use rustls::{RootCertStore, ServerConfig};
 
 use super::{Layer, NewLayers, Stack};
 use crate::config::{CertUsername, Tls};
@@ -227,11 +232,18 @@ pub fn stack(config: Arc<ServerConfig>, username: CertUsername) -> Stack {
     }
 }
 
-/// One connection's TLS state.
+/// One connection's TLS state, on rustls' unbuffered API: rustls keeps the session (keys,
+/// handshake state) and midge the bytes, so buffers exist only while they hold something.
 pub struct TlsLayer {
     /// `None` only if rustls refused to start a connection (then every read fails).
-    conn: Option<ServerConnection>,
+    conn: Option<UnbufferedServerConnection>,
     username: CertUsername,
+    /// Received TLS bytes not processed yet: an incomplete record (none, unallocated, between
+    /// records).
+    incoming: Vec<u8>,
+    /// Encrypted bytes waiting for the socket, at most about [`OUT_LIMIT`] (unallocated when
+    /// empty).
+    outgoing: Vec<u8>,
     /// Whether any byte has arrived (the first says whether the client speaks TLS at all).
     started: bool,
     /// The client does not speak TLS: it gets no TLS bytes, not even an alert.
@@ -243,26 +255,115 @@ pub struct TlsLayer {
 
 impl TlsLayer {
     pub fn new(config: Arc<ServerConfig>, username: CertUsername) -> TlsLayer {
-        let conn = ServerConnection::new(config).ok().map(|mut c| {
-            c.set_buffer_limit(Some(OUT_LIMIT));
-            c
-        });
         TlsLayer {
-            conn,
+            conn: UnbufferedServerConnection::new(config).ok(),
             username,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
             started: false,
             not_tls: false,
             identity: None,
             identity_done: false,
         }
     }
+
+    /// Runs rustls over the received bytes until it needs more: decrypted application data is
+    /// appended to `up`, handshake records to `outgoing`.
+    fn process(&mut self, up: &mut Vec<u8>) -> Result<(), rustls::Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(rustls::Error::HandshakeNotComplete);
+        };
+        loop {
+            let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.incoming);
+            let go_on = match state? {
+                ConnectionState::ReadTraffic(mut rt) => {
+                    while let Some(record) = rt.next_record() {
+                        up.extend_from_slice(record?.payload);
+                    }
+                    true
+                }
+                ConnectionState::EncodeTlsData(mut e) => {
+                    let at = self.outgoing.len();
+                    self.outgoing.resize(at + 4096, 0);
+                    let n = match e.encode(&mut self.outgoing[at..]) {
+                        Ok(n) => n,
+                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
+                            required_size,
+                        })) => {
+                            self.outgoing.resize(at + required_size, 0);
+                            e.encode(&mut self.outgoing[at..]).unwrap_or(0)
+                        }
+                        Err(EncodeError::AlreadyEncoded) => 0,
+                    };
+                    self.outgoing.truncate(at + n);
+                    true
+                }
+                // What was encoded is in `outgoing`, in order, for the next drain.
+                ConnectionState::TransmitTlsData(t) => {
+                    t.done();
+                    true
+                }
+                // Early data is not enabled; anything else means: wait for more bytes.
+                ConnectionState::ReadEarlyData(mut rd) => {
+                    while rd.next_record().is_some() {}
+                    true
+                }
+                _ => false,
+            };
+            self.incoming.drain(..discard);
+            if !go_on {
+                break;
+            }
+        }
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Gives `f` rustls' application-data writer with `outgoing` (grown to what it needs), once
+    /// the handshake allows it; what `f` wrote stays in `outgoing`.
+    fn write_traffic(
+        &mut self,
+        reserve: usize,
+        mut f: impl FnMut(
+            &mut WriteTraffic<'_, ServerConnectionData>,
+            &mut [u8],
+        ) -> Result<usize, EncryptError>,
+    ) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.incoming);
+        let done = match state {
+            Ok(ConnectionState::WriteTraffic(mut wt)) => {
+                let at = self.outgoing.len();
+                self.outgoing.resize(at + reserve, 0);
+                let n = match f(&mut wt, &mut self.outgoing[at..]) {
+                    Ok(n) => Some(n),
+                    Err(EncryptError::InsufficientSize(InsufficientSizeError {
+                        required_size,
+                    })) => {
+                        self.outgoing.resize(at + required_size, 0);
+                        f(&mut wt, &mut self.outgoing[at..]).ok()
+                    }
+                    Err(EncryptError::EncryptExhausted) => None,
+                };
+                self.outgoing.truncate(at + n.unwrap_or(0));
+                n.is_some()
+            }
+            _ => false,
+        };
+        self.incoming.drain(..discard);
+        done
+    }
 }
 
 impl Layer for TlsLayer {
-    fn decode(&mut self, mut input: &[u8], up: &mut Vec<u8>) -> Result<(), String> {
-        let Some(conn) = self.conn.as_mut() else {
+    fn decode(&mut self, input: &[u8], up: &mut Vec<u8>) -> Result<(), String> {
+        if self.conn.is_none() {
             return Err("TLS error: could not start a TLS session".into());
-        };
+        }
         if !self.started && !input.is_empty() {
             self.started = true;
             // A TLS connection starts with a handshake record (22); an MQTT one with CONNECT.
@@ -277,62 +378,76 @@ impl Layer for TlsLayer {
                 }
             }
         }
-        while !input.is_empty() {
-            match conn.read_tls(&mut input) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => return Err(format!("TLS error: {e}")),
-            }
-            let state = conn.process_new_packets().map_err(|e| tls_error(&e))?;
-            let n = state.plaintext_bytes_to_read();
-            if n > 0 {
-                let start = up.len();
-                up.resize(start + n, 0);
-                conn.reader()
-                    .read_exact(&mut up[start..])
-                    .map_err(|e| format!("TLS error: {e}"))?;
-            }
+        self.incoming.extend_from_slice(input);
+        if let Err(e) = self.process(up) {
+            // The alert rustls queued for the failure goes out before the connection closes.
+            let _ = self.process(up);
+            return Err(tls_error(&e));
         }
-        if !self.identity_done && !conn.is_handshaking() {
-            self.identity_done = true;
-            let leaf = conn.peer_certificates().and_then(|c| c.first());
-            self.identity = match (self.username, leaf) {
-                (CertUsername::CommonName, Some(c)) => subject::common_name(c),
-                (CertUsername::Subject, Some(c)) => subject::rfc2253(c),
-                _ => None,
-            };
+        if !self.identity_done {
+            if let Some(conn) = self.conn.as_ref().filter(|c| !c.is_handshaking()) {
+                self.identity_done = true;
+                let leaf = conn.peer_certificates().and_then(|c| c.first());
+                self.identity = match (self.username, leaf) {
+                    (CertUsername::CommonName, Some(c)) => subject::common_name(c),
+                    (CertUsername::Subject, Some(c)) => subject::rfc2253(c),
+                    _ => None,
+                };
+            }
         }
         Ok(())
     }
 
     fn encode(&mut self, data: &[u8]) -> usize {
-        match self.conn.as_mut() {
-            Some(conn) => conn.writer().write(data).unwrap_or(0),
-            None => 0,
+        let room = OUT_LIMIT.saturating_sub(self.outgoing.len());
+        // Records carry at most 16 KiB each, plus a header and tag: room for them.
+        let n = data.len().min(room);
+        if n == 0 {
+            return 0;
+        }
+        let records = n.div_ceil(16 * 1024);
+        let written = self.write_traffic(n + records * 64, |wt, out| wt.encrypt(&data[..n], out));
+        if written {
+            n
+        } else {
+            0
         }
     }
 
     fn drain(&mut self, down: &mut dyn Write) -> io::Result<()> {
-        let Some(conn) = self.conn.as_mut().filter(|_| !self.not_tls) else {
+        if self.not_tls {
+            self.outgoing = Vec::new();
             return Ok(());
-        };
-        while conn.wants_write() {
-            if conn.write_tls(down)? == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
         }
-        Ok(())
+        let mut sent = 0;
+        let r = loop {
+            if sent == self.outgoing.len() {
+                break Ok(());
+            }
+            match down.write(&self.outgoing[sent..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if sent == self.outgoing.len() {
+            self.outgoing = Vec::new();
+        } else {
+            self.outgoing.drain(..sent);
+        }
+        r
     }
 
     fn pending(&self) -> bool {
-        !self.not_tls && self.conn.as_ref().is_some_and(|c| c.wants_write())
+        !self.not_tls && !self.outgoing.is_empty()
     }
 
     fn close(&mut self) {
         // After a handshake: close_notify. During one, any alert rustls queued for a failure
-        // is sent (by the drain that follows), and nothing more.
-        if let Some(conn) = self.conn.as_mut().filter(|c| !c.is_handshaking()) {
-            conn.send_close_notify();
+        // is already in `outgoing`, and nothing more is sent.
+        if self.conn.as_ref().is_some_and(|c| !c.is_handshaking()) {
+            self.write_traffic(64, |wt, out| wt.queue_close_notify(out));
         }
     }
 
