@@ -264,12 +264,17 @@ xcargo() {
 # allowed: musl calls them only when the kernel says the CPU is armv7 or later (AT_PLATFORM).
 armv7_instructions() {
   arm-linux-gnueabi-objdump -d --no-show-raw-insn "$1" | awk -F'\t' '
-    # ring (TLS): NEON / ARMv8 code it calls only when AT_HWCAP says the CPU has it.
+    # ring (TLS): its NEON code (entry points named ..._neon/_NEON, bsaes, vpaes, and their
+    # static helpers _bsaes_*/_vpaes_*), called only when AT_HWCAP says the CPU has NEON. A
+    # "._label" is a local label inside the function before it (x25519_NEON has several).
     function runtime_selected(f) {
-      return f ~ /^ring_core_[0-9_]+_/ &&
-             f ~ /(_neon|_NEON|neon_|_hw_|_armv8|_v8_|bsaes|vpaes|_pmull|_clmul)/
+      return (f ~ /^ring_core_[0-9_]+_/ && f ~ /(neon|NEON|bsaes|vpaes)/) || f ~ /^_(bsaes|vpaes)_/
     }
-    /^[0-9a-f]+ <.*>:$/ { fn = $0; sub(/^[0-9a-f]+ </, "", fn); sub(/>:$/, "", fn); next }
+    /^[0-9a-f]+ <.*>:$/ {
+      fn = $0; sub(/^[0-9a-f]+ </, "", fn); sub(/>:$/, "", fn)
+      if (fn !~ /^\._/) ok = runtime_selected(fn)
+      next
+    }
     NF >= 2 {
       m = $2; sub(/ .*/, "", m)
       if (m ~ /\.w$/ ||
@@ -278,10 +283,37 @@ armv7_instructions() {
           m ~ /\.(i8|i16|i32|i64|s8|u8|s16|u16|s64|u64|p8|p16)$/ ||    # NEON data types
           $3 ~ /(^|[ ,{[])q([0-9]|1[0-5])([ ,}\]]|$)/ ||                # NEON q registers
           (m ~ /^v(mov|cvt)/ && $3 ~ /#/)) {                           # VFPv3 immediates
-        if (fn != "__a_barrier_v7" && fn != "__a_cas_v7" && !runtime_selected(fn)) { print fn ": " $0; n++ }
+        if (fn != "__a_barrier_v7" && fn != "__a_cas_v7" && !ok) { print fn ": " $0; n++ }
       }
     }
     END { exit n > 0 }'
+}
+
+# Checks the merged build attributes of an armv6 binary ($1, called $2; $3 unstripped): v6/v6K/
+# v6KZ (or older) only, VFPv2 at most. v6T2 has Thumb-2 and v7 is armv7: the ARM1176 has
+# neither. ring's NEON assembly declares armv7-a and NEON, which the linker merges into the
+# whole binary's attributes; with ring linked (its NEON symbols are there) v7/VFPv3/NEON
+# attributes are accepted, and the disassembly check (every instruction outside the
+# run-time-selected functions) is what decides.
+armv6_attributes() {
+  local arch fp ring=0 note=""
+  arch=$(readelf -A "$1" | awk -F': *' '/Tag_CPU_arch:/ {print $2}')
+  fp=$(readelf -A "$1" | awk -F': *' '/Tag_FP_arch:/ {print $2}')
+  # (grep without -q: an early exit would SIGPIPE nm and fail the pipeline)
+  if arm-linux-gnueabi-nm "$3" 2>/dev/null | grep ' ring_core_[0-9_]*_ChaCha20_ctr32_neon$' >/dev/null; then
+    ring=1 note=" (from ring's NEON objects)"
+  fi
+  echo "  readelf -A: Tag_CPU_arch: ${arch:-(none)}, Tag_FP_arch: ${fp:-(none)}$note"
+  case $arch in
+    v6|v6K|v6KZ|v5*|v4*) ;;
+    v7) [[ $ring == 1 ]] || fail "$board: $2: Tag_CPU_arch is 'v7', not armv6: it would die with SIGILL on a Pi Zero" ;;
+    *) fail "$board: $2: Tag_CPU_arch is '${arch:-none}', not armv6: it would die with SIGILL on a Pi Zero" ;;
+  esac
+  case $fp in
+    ''|VFPv1|VFPv2) ;;
+    VFPv3*|VFPv4*) [[ $ring == 1 ]] || fail "$board: $2: Tag_FP_arch is '$fp': the ARM1176 has VFPv2 only" ;;
+    *) fail "$board: $2: Tag_FP_arch is '$fp': the ARM1176 has VFPv2 only" ;;
+  esac
 }
 
 # Which of the binaries a Pi needs the package has (cargo metadata lists its targets).
@@ -329,26 +361,14 @@ for board in $BOARDS; do
       *) fail "$board: $out is not statically linked" ;;
     esac
     if [[ $board == pizero ]]; then
-      # The merged build attributes of the whole binary: v6/v6K/v6KZ (or older) only. v6T2 has
-      # Thumb-2 and v7 is armv7: the ARM1176 has neither.
-      arch=$(readelf -A "$out" | awk -F': *' '/Tag_CPU_arch:/ {print $2}')
-      fp=$(readelf -A "$out" | awk -F': *' '/Tag_FP_arch:/ {print $2}')
-      echo "  readelf -A: Tag_CPU_arch: ${arch:-(none)}, Tag_FP_arch: ${fp:-(none)}"
-      case $arch in
-        v6|v6K|v6KZ|v5*|v4*) ;;
-        *) fail "$board: $name: Tag_CPU_arch is '${arch:-none}', not armv6: it would die with SIGILL on a Pi Zero" ;;
-      esac
-      case $fp in
-        ''|VFPv1|VFPv2) ;;
-        *) fail "$board: $name: Tag_FP_arch is '$fp': the ARM1176 has VFPv2 only" ;;
-      esac
+      armv6_attributes "$out" "$name" "$bin"
       # The attributes are what the objects declare; also look at every instruction. (musl's
       # atomics.s declares Thumb-2, so readelf shows Tag_THUMB_ISA_use: Thumb-2; it has no Thumb
       # code, and its armv7 `dmb` variants are chosen at run time only on armv7+ CPUs.)
       if bad=$(armv7_instructions "$bin"); then
-        echo "  disassembly: no armv7/Thumb-2/NEON instruction (but musl's run-time-selected __a_barrier_v7/__a_cas_v7)"
+        echo "  disassembly: no armv7/Thumb-2/NEON instruction (but the run-time-selected ones: musl's __a_barrier_v7/__a_cas_v7, ring's NEON functions)"
       else
-        echo "$bad" | head -n 20
+        head -n 20 <<<"$bad"
         fail "$board: $name: armv7-only instructions (first ones above)"
       fi
       if [[ $name == midge && $size -gt $MAX_ARMV6_BYTES ]]; then
@@ -366,6 +386,14 @@ for board in $BOARDS; do
       "$STRIP" --strip-all -o "$out.tmp" "$bin" && mv "$out.tmp" "$out"
       size=$(stat -c %s "$out")
       echo "$out: $size bytes ($(( (size + 1023) / 1024 )) KiB) stripped, without TLS"
+      # Without ring nothing may declare more than armv6 + VFPv2.
+      armv6_attributes "$out" midge-notls "$bin"
+      if bad=$(armv7_instructions "$bin"); then
+        echo "  disassembly: no armv7/Thumb-2/NEON instruction (but musl's run-time-selected ones)"
+      else
+        head -n 20 <<<"$bad"
+        fail "$board: midge without TLS: armv7-only instructions (first ones above)"
+      fi
       SUMMARY+=("$board $TRIPLE: $(basename "$out") $size bytes stripped (no TLS)")
       if [[ $size -gt $MAX_ARMV6_NOTLS_BYTES ]]; then
         fail "$board: midge without TLS is $size bytes stripped, over the budget of $MAX_ARMV6_NOTLS_BYTES (1 MiB)"
