@@ -57,6 +57,12 @@
 #              once and sent by reference)
 #   fanin2v5   (optional) QoS 2 fan-in, MQTT 5
 #   fanout1    (optional) QoS 1 fan-out to 100 subscribers
+#   tlsfanin0  (optional) fanin0 over TLS (both brokers: the same EC P-256 certificate, made here
+#              with openssl; midge_bench --tls: full handshakes, no resumption)
+#   tlsfanin1  (optional) fanin1 over TLS
+#   tlsidle    (optional) idle over TLS (EC P-256): bytes per idle TLS connection, and the
+#              connection rate, which is the TLS handshake rate (64 at once)
+#   tlsidlersa (optional) the same with an RSA 2048 server key: handshakes/s
 #
 # Environment: ROUNDS, DURATION, IDLE_CLIENTS, SCENARIOS, BROKERS, MIDGE_PORT (21883),
 # MOSQ_PORT (21884), BROKER_CPU (0), GEN_CPU (1), MIDGE_BIN and BENCH_BIN (the binaries to
@@ -198,6 +204,10 @@ write_conf() {
       echo "listener $WS_PORT 127.0.0.1"
       echo "protocol websockets"
     fi
+    case "$2" in
+      tlsidlersa) echo "certfile $WORK/rsa.crt"; echo "keyfile $WORK/rsa.key" ;;
+      tls*) echo "certfile $WORK/ec.crt"; echo "keyfile $WORK/ec.key" ;;
+    esac
   } >"$f"
   chmod 644 "$f"
 }
@@ -278,6 +288,9 @@ args_of() {
       "--max-inflight $MAX_INFLIGHT" ;;
     retained) echo "-s retained -n $RET_N -q 1 --inflight 100 --size 64 -d 60 --settle 1" ;;
     subs) echo "-s subs -c 100 --subs $SUBS_N --subs-small 1000 --size 64 -d $d --settle 1" ;;
+    tlsfanin0|tlsfanin1|tlsidle|tlsidlersa)
+      local plain=${1#tls}
+      echo "--tls $(args_of "${plain%rsa}")" ;;
     *) log "unknown scenario $1"; exit 2 ;;
   esac
 }
@@ -288,6 +301,7 @@ timeout_of() {
     abuse) echo $((3 * ABUSE_SECS + 60)) ;;
     retained) echo 200 ;;
     subs) echo $((2 * DURATION + 120)) ;;
+    tlsidle|tlsidlersa) echo 400 ;;
     *) echo $((DURATION + 90)) ;;
   esac
 }
@@ -299,6 +313,26 @@ else
 fi
 
 for sc in $SCENARIOS; do args_of "$sc" >/dev/null; done
+
+# TLS scenarios: one CA and two server certificates (EC P-256, RSA 2048) for both brokers.
+if [[ " $SCENARIOS " == *" tls"* ]]; then
+  log "making TLS certificates (openssl)"
+  (
+    cd "$WORK"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+      -subj "/CN=bench CA" -keyout ca.key -out ca.crt 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.ext
+    for k in "ec -pkeyopt ec_paramgen_curve:P-256" "rsa -pkeyopt rsa_keygen_bits:2048"; do
+      n=${k%% *}
+      # shellcheck disable=SC2086 # the key type and its options
+      openssl req -newkey $k -nodes -subj "/CN=localhost" -keyout "$n.key" -out "$n.csr" 2>/dev/null
+      openssl x509 -req -in "$n.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile san.ext -out "$n.crt" 2>/dev/null
+    done
+    # mosquitto started as root goes on as its own user: it must read the keys too.
+    chmod 644 ./*.key ./*.crt
+  )
+fi
 
 RESULTS=$OUT/results.txt
 : >"$RESULTS"
@@ -456,6 +490,13 @@ latency_p99.9,_1,000_msg/s_QoS_1_(us) p999_us lat1
 bytes_per_idle_connection_(IDLE_N_clients) bytes_per_conn idle
 bytes_per_idle_WebSocket_connection_(IDLE_N_clients) bytes_per_conn idlews
 connections_per_second_(64_at_once) connect_per_s idle
+QoS_0_fan-in_over_TLS:_msg/s msgs_per_s tlsfanin0
+QoS_1_fan-in_over_TLS:_msg/s msgs_per_s tlsfanin1
+CPU_s_per_million_deliveries,_QoS_0_fan-in_over_TLS cpu_s_per_M tlsfanin0
+bytes_per_idle_TLS_connection_(IDLE_N_clients,_EC_P-256) bytes_per_conn tlsidle
+TLS_handshakes_per_second,_ECDSA_P-256_(64_at_once) connect_per_s tlsidle
+TLS_handshakes_per_second,_RSA_2048_(64_at_once) connect_per_s tlsidlersa
+bytes_per_idle_TLS_connection_(IDLE_N_clients,_RSA_2048) bytes_per_conn tlsidlersa
 broker_peak_RSS_during_QoS_0_fan-out_(kB) rss_peak_kb fanout0
 broker_peak_RSS_during_QoS_0_pairs_(kB) rss_peak_kb pairs0
 abuse:_broker_peak_RSS_over_idle,_ABUSE_Q0_QoS_0_+_ABUSE_Q1_QoS_1_to_a_subscriber_that_never_reads_(kB) rss_growth_kb abuse
@@ -484,7 +525,7 @@ ROWS
   echo "| scenario | midge lost/dup/ooo | mosquitto lost/dup/ooo | midge closed/crashed | mosquitto closed/crashed |"
   echo "|---|---:|---:|---:|---:|"
   for sc in $SCENARIOS; do
-    case "$sc" in idle | idlews) continue ;; esac
+    case "$sc" in idle | idlews | tlsidle | tlsidlersa) continue ;; esac
     cells=()
     for b in midge mosquitto; do
       cells+=("$(total lost "$sc" $b)/$(total dup "$sc" $b)/$(total ooo "$sc" $b)")
@@ -509,7 +550,7 @@ ROWS
 
 if [ "$STRICT" = 1 ]; then
   for sc in $SCENARIOS; do
-    case "$sc" in fanin1|fanin2|fanin1v5|fanin2v5|fanout1|lat1|abuse|memprobe) ;; *) continue ;; esac
+    case "$sc" in fanin1|fanin2|fanin1v5|fanin2v5|fanout1|lat1|abuse|memprobe|tlsfanin1) ;; *) continue ;; esac
     for k in lost dup ooo crashed; do
       v=$(total $k "$sc" midge)
       if [ "$v" != "-" ] && [ "$v" != 0 ]; then

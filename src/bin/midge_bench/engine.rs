@@ -2,7 +2,7 @@
 //! packets written in 64 kB batches and read in up to 256 kB per syscall.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -11,6 +11,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::proto::{self, In, Spread, Template};
 use crate::stats::{Histogram, RecvStream, Seen};
 use crate::ws;
+use crate::stream::{Stream, TlsClient};
 
 /// Bytes of PUBLISH packets a publisher encodes before each write.
 const BATCH: usize = 64 * 1024;
@@ -72,6 +73,8 @@ pub struct Params {
     pub ws: bool,
     /// Where subscribers connect, if not to `addr` (a bridged pair of brokers).
     pub sub_addr: Option<SocketAddr>,
+    /// TLS (`--tls`), or plain TCP.
+    pub tls: TlsClient,
 }
 
 /// What a publisher sends: see [`Engine::add_publisher_spec`].
@@ -114,7 +117,7 @@ struct PubState {
 }
 
 struct Conn {
-    sock: TcpStream,
+    sock: Stream,
     role: Role,
     state: State,
     rbuf: Vec<u8>,
@@ -308,9 +311,16 @@ impl Engine {
             let _ = sock.set_nodelay(true);
         }
         let i = self.conns.len();
-        let mut sock = sock;
+        let mut sock = match Stream::new(sock, &self.p.tls) {
+            Ok(s) => s,
+            Err(e) => {
+                self.c.connect_failed += 1;
+                self.c.last_error = Some(format!("TLS: {e}"));
+                return;
+            }
+        };
         if let Err(e) = self.poll.registry().register(
-            &mut sock,
+            &mut sock.tcp,
             Token(i),
             Interest::READABLE | Interest::WRITABLE,
         ) {
@@ -533,8 +543,8 @@ impl Engine {
         }
         let was = c.state;
         c.state = State::Dead;
-        let _ = self.poll.registry().deregister(&mut c.sock);
-        let _ = c.sock.shutdown(Shutdown::Both);
+        let _ = self.poll.registry().deregister(&mut c.sock.tcp);
+        c.sock.shutdown();
         c.wbuf = Vec::new();
         c.rbuf = Vec::new();
         c.wpos = 0;
@@ -587,6 +597,14 @@ impl Engine {
                     err = Some(format!("write error: {e}"));
                     break;
                 }
+            }
+        }
+        if err.is_none() && !c.write_blocked {
+            // TLS records still queued after the last write (nothing for plain TCP).
+            match c.sock.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.write_blocked = true,
+                Err(e) => err = Some(format!("write error: {e}")),
             }
         }
         if c.wpos == c.wbuf.len() {
@@ -1204,8 +1222,8 @@ impl Engine {
             let c = &mut self.conns[i];
             if c.state == State::Ready {
                 c.state = State::Dead;
-                let _ = self.poll.registry().deregister(&mut c.sock);
-                let _ = c.sock.shutdown(Shutdown::Both);
+                let _ = self.poll.registry().deregister(&mut c.sock.tcp);
+                c.sock.shutdown();
             }
         }
     }

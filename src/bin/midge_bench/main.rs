@@ -39,6 +39,7 @@
 mod engine;
 mod proto;
 mod stats;
+mod stream;
 mod sys;
 mod ws;
 
@@ -118,6 +119,8 @@ struct Opts {
     max_inflight: u64,
     subs: usize,
     subs_small: usize,
+    /// `--tls`: the server name to send (SNI); `None`: plain TCP.
+    tls: Option<String>,
 }
 
 fn options() -> getopts::Options {
@@ -317,6 +320,17 @@ fn options() -> getopts::Options {
         "subs: subscriptions in the small stage, a multiple of --clients (default 1000)",
         "N",
     );
+    o.optflag(
+        "",
+        "tls",
+        "connect with TLS (1.2 or 1.3, full handshakes, the broker's certificate not checked)",
+    );
+    o.optopt(
+        "",
+        "tls-sni",
+        "with --tls: the server name to send (default localhost)",
+        "NAME",
+    );
     o.optflag("h", "help", "print this help");
     o
 }
@@ -463,6 +477,9 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         max_inflight: num(&m, "max-inflight", 20)?,
         subs: num(&m, "subs", 100_000)?,
         subs_small: num(&m, "subs-small", 1000)?,
+        tls: m
+            .opt_present("tls")
+            .then(|| m.opt_str("tls-sni").unwrap_or_else(|| "localhost".into())),
     };
     let counts = [
         ("publishers", opts.publishers),
@@ -707,6 +724,10 @@ fn run(o: &Opts) -> Result<bool, String> {
         sub_addr: match o.sub_port {
             Some(p) => Some(resolve(&o.host, p, o.allow_remote)?),
             None => None,
+        },
+        tls: match &o.tls {
+            None => None,
+            Some(sni) => stream::client(sni)?,
         },
     };
     match o.scenario {

@@ -92,6 +92,7 @@ fn params(addr: SocketAddr, qos: u8, backlog: u64) -> Params {
         backlog,
         ws: false,
         sub_addr: None,
+        tls: None,
     }
 }
 
@@ -108,6 +109,7 @@ fn integrity_sums_only_the_streams_a_subscriber_should_get() {
         backlog: 0,
         ws: false,
         sub_addr: None,
+        tls: None,
     };
     let mut e = Engine::new(p, Route::Pairs, 2, 2).unwrap();
     e.published = vec![3, 3];
@@ -146,6 +148,7 @@ fn backlog_follows_the_slowest_subscriber() {
         backlog: 10,
         ws: false,
         sub_addr: None,
+        tls: None,
     };
     let mut e = Engine::new(p, Route::All, 1, 3).unwrap();
     assert_eq!(e.backlog_limit(0), 10, "nothing received yet");
@@ -670,6 +673,7 @@ fn engine_counts_what_a_broker_loses_duplicates_and_reorders() {
         backlog: 0,
         ws: false,
         sub_addr: None,
+        tls: None,
     };
     let mut e = Engine::new(p, Route::Pairs, 1, 1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
