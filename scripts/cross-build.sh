@@ -13,7 +13,9 @@
 #
 # Fails if the armv6 binary's build attributes (`readelf -A`) do not say `Tag_CPU_arch: v6...`:
 # some toolchains put armv7 code into "armv6" builds, which dies with SIGILL on a Pi Zero.
-# Fails too if the stripped armv6 binary is over 1.5 MiB, or a binary is not static.
+# Fails too if the stripped armv6 binary is over 2 MiB, or a binary is not static. A build with
+# TLS (the default) declares v7 in its attributes: ring's NEON assembly, which it runs only on
+# CPUs that report NEON; scripts/pi-check.sh checks every instruction of it instead.
 #
 # The tests under qemu are scripts/pi-check.sh's job (it needs no Docker, and CI runs it).
 set -euo pipefail
@@ -23,7 +25,7 @@ log() { printf '\n== %s\n' "$*"; }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BOARDS="pizero pi4"
-MAX_ARMV6_BYTES=1572864 # 1.5 MiB
+MAX_ARMV6_BYTES=2097152 # 2 MiB
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -104,10 +106,11 @@ for board in $BOARDS; do
       # v6, v6K, v6KZ (the ARM1176) or older are fine; v6T2 (Thumb-2) and v7+ are not.
       case $arch in
         v6|v6K|v6KZ|v5*|v4*) ;;
+        v7) echo "  (v7: ring's run-time-selected NEON code; scripts/pi-check.sh checks the instructions)" ;;
         *) fail "$board: $name: Tag_CPU_arch is '${arch:-none}', not armv6: it would die with SIGILL on a Pi Zero" ;;
       esac
       if [[ $name == midge && $size -gt $MAX_ARMV6_BYTES ]]; then
-        fail "$board: midge is $size bytes, over the armv6 budget of $MAX_ARMV6_BYTES bytes (1.5 MiB)"
+        fail "$board: midge is $size bytes, over the armv6 budget of $MAX_ARMV6_BYTES bytes (2 MiB)"
       fi
     fi
   done

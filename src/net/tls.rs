@@ -741,6 +741,7 @@ pub mod subject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn der(pem: &str) -> Vec<u8> {
         certificates(pem.as_bytes()).unwrap().remove(0).to_vec()
@@ -781,6 +782,95 @@ mod tests {
             subject::rfc2253(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
             None
         );
+    }
+
+    /// A rustls client and midge's TLS layer, bytes moved by hand: the handshake, data both
+    /// ways, output bounded by OUT_LIMIT, and no buffer held once the connection is idle.
+    #[test]
+    fn the_layer_speaks_tls_with_bounded_buffers_that_idle_connections_give_back() {
+        let cert = include_bytes!("../../tests/fixtures/tls/localhost.pem");
+        let key = include_bytes!("../../tests/fixtures/tls/localhost.key");
+        let server =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certificates(cert).unwrap(), private_key(key).unwrap())
+                .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(certificates(cert).unwrap().remove(0)).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut s = TlsLayer::new(Arc::new(server), CertUsername::Connect);
+        let mut got = Vec::new();
+        let mut up = Vec::new();
+        // Moves bytes both ways until neither side has anything to say.
+        let mut pump = |c: &mut rustls::ClientConnection, s: &mut TlsLayer, up: &mut Vec<u8>| {
+            for _ in 0..100 {
+                let mut wire = Vec::new();
+                while c.wants_write() {
+                    c.write_tls(&mut wire).unwrap();
+                }
+                if !wire.is_empty() {
+                    s.decode(&wire, up).unwrap();
+                }
+                let mut back = Vec::new();
+                s.drain(&mut back).unwrap();
+                if back.is_empty() && wire.is_empty() {
+                    return;
+                }
+                let mut r = &back[..];
+                let mut buf = [0u8; 65536];
+                while !r.is_empty() {
+                    c.read_tls(&mut r).unwrap();
+                    c.process_new_packets().unwrap();
+                    while let Ok(n) = c.reader().read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }
+            panic!("no quiet after 100 rounds");
+        };
+        pump(&mut c, &mut s, &mut up);
+        assert!(!c.is_handshaking());
+        // Client to broker: 100 kB across several records.
+        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let mut off = 0;
+        while off < data.len() {
+            off += c.writer().write(&data[off..]).unwrap();
+            pump(&mut c, &mut s, &mut up);
+        }
+        assert_eq!(up, data);
+        // Broker to client: more than OUT_LIMIT at once is taken only up to it.
+        let big = vec![7u8; 3 * OUT_LIMIT];
+        let n = s.encode(&big);
+        assert_eq!(n, OUT_LIMIT);
+        assert_eq!(s.encode(&big[n..]), 0, "a full buffer takes nothing more");
+        pump(&mut c, &mut s, &mut up);
+        assert_eq!(got.len(), OUT_LIMIT);
+        assert!(got.iter().all(|&b| b == 7));
+        // Idle: no buffer held.
+        assert_eq!(s.incoming.capacity(), 0);
+        assert_eq!(s.outgoing.capacity(), 0);
+        assert!(!s.pending());
+        // close_notify reaches the client.
+        s.close();
+        assert!(s.pending());
+        let mut back = Vec::new();
+        s.drain(&mut back).unwrap();
+        c.read_tls(&mut &back[..]).unwrap();
+        let st = c.process_new_packets().unwrap();
+        assert!(st.peer_has_closed());
     }
 
     #[test]
