@@ -10,8 +10,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::proto::{self, In, Spread, Template};
 use crate::stats::{Histogram, RecvStream, Seen};
-use crate::ws;
 use crate::stream::{Stream, TlsClient};
+use crate::ws;
 
 /// Bytes of PUBLISH packets a publisher encodes before each write.
 const BATCH: usize = 64 * 1024;
