@@ -196,7 +196,7 @@ fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
 /// `capath`: every certificate in the directory's files (`openssl rehash` links, .pem, .crt).
 /// Files that hold no certificate are skipped; a directory with none is an error.
 pub(super) fn add_dir(roots: &mut RootCertStore, dir: &str) -> Result<(), String> {
-    let mut found = 0;
+    let mut found = 0usize;
     let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
     for entry in entries.flatten() {
         let path = entry.path();
@@ -209,7 +209,7 @@ pub(super) fn add_dir(roots: &mut RootCertStore, dir: &str) -> Result<(), String
         if let Ok(certs) = certificates(&bytes) {
             for c in certs {
                 if roots.add(c).is_ok() {
-                    found += 1;
+                    found = found.saturating_add(1);
                 }
             }
         }
@@ -218,6 +218,12 @@ pub(super) fn add_dir(roots: &mut RootCertStore, dir: &str) -> Result<(), String
         return Err("no CA certificate in the directory".into());
     }
     Ok(())
+}
+
+/// `v` grown to `at + extra` bytes, and the part from `at` on (where rustls writes records).
+fn room(v: &mut Vec<u8>, at: usize, extra: usize) -> &mut [u8] {
+    v.resize(at.saturating_add(extra), 0);
+    v.get_mut(at..).unwrap_or_default()
 }
 
 /// The layers of a TLS listener's connections.
@@ -284,18 +290,16 @@ impl TlsLayer {
                 }
                 ConnectionState::EncodeTlsData(mut e) => {
                     let at = self.outgoing.len();
-                    self.outgoing.resize(at + 4096, 0);
-                    let n = match e.encode(&mut self.outgoing[at..]) {
+                    let n = match e.encode(room(&mut self.outgoing, at, 4096)) {
                         Ok(n) => n,
                         Err(EncodeError::InsufficientSize(InsufficientSizeError {
                             required_size,
-                        })) => {
-                            self.outgoing.resize(at + required_size, 0);
-                            e.encode(&mut self.outgoing[at..]).unwrap_or(0)
-                        }
+                        })) => e
+                            .encode(room(&mut self.outgoing, at, required_size))
+                            .unwrap_or(0),
                         Err(EncodeError::AlreadyEncoded) => 0,
                     };
-                    self.outgoing.truncate(at + n);
+                    self.outgoing.truncate(at.saturating_add(n));
                     true
                 }
                 // What was encoded is in `outgoing`, in order, for the next drain.
@@ -338,18 +342,14 @@ impl TlsLayer {
         let done = match state {
             Ok(ConnectionState::WriteTraffic(mut wt)) => {
                 let at = self.outgoing.len();
-                self.outgoing.resize(at + reserve, 0);
-                let n = match f(&mut wt, &mut self.outgoing[at..]) {
+                let n = match f(&mut wt, room(&mut self.outgoing, at, reserve)) {
                     Ok(n) => Some(n),
                     Err(EncryptError::InsufficientSize(InsufficientSizeError {
                         required_size,
-                    })) => {
-                        self.outgoing.resize(at + required_size, 0);
-                        f(&mut wt, &mut self.outgoing[at..]).ok()
-                    }
+                    })) => f(&mut wt, room(&mut self.outgoing, at, required_size)).ok(),
                     Err(EncryptError::EncryptExhausted) => None,
                 };
-                self.outgoing.truncate(at + n.unwrap_or(0));
+                self.outgoing.truncate(at.saturating_add(n.unwrap_or(0)));
                 n.is_some()
             }
             _ => false,
@@ -367,7 +367,7 @@ impl Layer for TlsLayer {
         if !self.started && !input.is_empty() {
             self.started = true;
             // A TLS connection starts with a handshake record (22); an MQTT one with CONNECT.
-            match input[0] {
+            match input.first().copied().unwrap_or(0x16) {
                 0x16 => {}
                 b => {
                     self.not_tls = true;
@@ -406,7 +406,9 @@ impl Layer for TlsLayer {
             return 0;
         }
         let records = n.div_ceil(16 * 1024);
-        let written = self.write_traffic(n + records * 64, |wt, out| wt.encrypt(&data[..n], out));
+        let reserve = n.saturating_add(records.saturating_mul(64));
+        let data = data.get(..n).unwrap_or_default();
+        let written = self.write_traffic(reserve, |wt, out| wt.encrypt(data, out));
         if written {
             n
         } else {
@@ -424,9 +426,9 @@ impl Layer for TlsLayer {
             if sent == self.outgoing.len() {
                 break Ok(());
             }
-            match down.write(&self.outgoing[sent..]) {
+            match down.write(self.outgoing.get(sent..).unwrap_or_default()) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => sent += n,
+                Ok(n) => sent = sent.saturating_add(n).min(self.outgoing.len()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
@@ -507,16 +509,13 @@ pub mod subject {
                 return None;
             }
             let mut len = 0usize;
-            for &x in &b[..n] {
+            for &x in b.get(..n)? {
                 len = (len << 8) | x as usize;
             }
-            b = &b[n..];
+            b = b.get(n..)?;
             len
         };
-        if b.len() < len {
-            return None;
-        }
-        Some((tag, &b[..len], &b[len..]))
+        Some((tag, b.get(..len)?, b.get(len..)?))
     }
 
     const SEQUENCE: u8 = 0x30;
@@ -582,8 +581,9 @@ pub mod subject {
                     return None;
                 }
                 let units: Vec<u16> = v
-                    .chunks(2)
-                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .chunks_exact(2)
+                    .filter_map(|c| <[u8; 2]>::try_from(c).ok())
+                    .map(u16::from_be_bytes)
                     .collect();
                 String::from_utf16(&units).ok()
             }
@@ -591,8 +591,12 @@ pub mod subject {
                 if v.len() % 4 != 0 {
                     return None;
                 }
-                v.chunks(4)
-                    .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                v.chunks_exact(4)
+                    .map(|c| {
+                        <[u8; 4]>::try_from(c)
+                            .ok()
+                            .and_then(|b| char::from_u32(u32::from_be_bytes(b)))
+                    })
                     .collect()
             }
             _ => None,
@@ -648,7 +652,11 @@ pub mod subject {
         let (&first, rest) = oid.split_first()?;
         let mut parts = vec![
             (first / 40).min(2) as u64,
-            (first - 40 * (first / 40).min(2)) as u64,
+            match first {
+                0..=39 => first,
+                40..=79 => first.saturating_sub(40),
+                _ => first.saturating_sub(80),
+            } as u64,
         ];
         let mut n: u64 = 0;
         for &b in rest {
@@ -723,7 +731,7 @@ pub mod subject {
         let bytes = value.as_bytes();
         for (i, &b) in bytes.iter().enumerate() {
             let first = i == 0;
-            let last = i + 1 == bytes.len();
+            let last = bytes.len().checked_sub(1) == Some(i);
             match b {
                 b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';' => {
                     out.push('\\');
