@@ -37,6 +37,7 @@ fn policies(cfg: &Config) -> Vec<ListenerPolicy> {
                 max_connections: usize::try_from(l.max_connections).ok(),
                 passwords: None,
                 acl: None,
+                cert_username: l.tls.enabled() && l.tls.username != config::CertUsername::Connect,
             }
         })
         .collect()
