@@ -83,6 +83,10 @@ SCENARIOS=${SCENARIOS:-"fanin0 fanout0 pairs0 fanin1 fanin2 fanin1v5 lat1 idle a
 BROKERS=${BROKERS:-"midge mosquitto"}
 MIDGE_PORT=${MIDGE_PORT:-21883}
 MOSQ_PORT=${MOSQ_PORT:-21884}
+RELAY_PORT=${RELAY_PORT:-21885}
+# Scenarios also run against `midge_bench --relay`, a byte-copying reference relay (no broker:
+# it copies each PUBLISH to every subscriber), for midge / relay.
+RELAY_SCENARIOS=${RELAY_SCENARIOS:-"fanout0-1k fanout0-16k fanout0-256k"}
 BROKER_CPU=${BROKER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 NODELAY=0
@@ -182,7 +186,9 @@ MAX_INFLIGHT=20
 MAX_QUEUED=1000
 chmod 755 "$WORK"
 
-port_of() { if [ "$1" = midge ]; then echo "$MIDGE_PORT"; else echo "$MOSQ_PORT"; fi; }
+port_of() {
+  case "$1" in midge) echo "$MIDGE_PORT" ;; relay) echo "$RELAY_PORT" ;; *) echo "$MOSQ_PORT" ;; esac
+}
 # Scenarios over WebSockets (midge only): midge_bench connects to a second, WebSocket listener.
 ws_scenario() { [[ "$1" == *ws ]]; }
 WS_PORT=$((MIDGE_PORT + 2))
@@ -231,6 +237,8 @@ start_broker() {
   fi
   if [ "$name" = midge ]; then
     "${PIN_BROKER[@]}" "$MIDGE" -c "$WORK/midge.conf" >"$WORK/$name.log" 2>&1 &
+  elif [ "$name" = relay ]; then
+    "${PIN_BROKER[@]}" "$BENCH" --relay "$port" >"$WORK/$name.log" 2>&1 &
   else
     "${PIN_BROKER[@]}" "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/$name.log" 2>&1 &
   fi
@@ -377,6 +385,7 @@ for round in $(seq "$ROUNDS"); do
       if ws_scenario "$sc" && [ "$b" != midge ]; then continue; fi
       run_one "$b" "$sc" "$round"
     done
+    if [[ " $RELAY_SCENARIOS " == *" $sc "* ]]; then run_one relay "$sc" "$round"; fi
     s=$((s + 1))
   done
 done
@@ -535,6 +544,21 @@ ROWS
     done
     echo "| $sc | ${cells[0]} | ${cells[1]} | ${cells[2]} | ${cells[3]} |"
   done
+  relayed=()
+  for sc in $RELAY_SCENARIOS; do has "$sc" && relayed+=("$sc"); done
+  if [ ${#relayed[@]} -gt 0 ]; then
+    echo
+    echo "Against \`midge_bench --relay\`, a byte-copying reference relay (it parses fixed headers" \
+      "only and copies each PUBLISH to every subscriber's buffer): deliveries/s and CPU s per million."
+    echo
+    echo "| scenario | midge | relay | midge / relay | midge CPU s/M | relay CPU s/M |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for sc in "${relayed[@]}"; do
+      m=$(median msgs_per_s "$sc" midge)
+      r=$(median msgs_per_s "$sc" relay)
+      echo "| $sc | $m | $r | $(ratio "$m" "$r") | $(median cpu_s_per_M "$sc" midge) | $(median cpu_s_per_M "$sc" relay) |"
+    done
+  fi
 } >"$TABLE"
 
 {

@@ -6,6 +6,7 @@
 //!             [-p PORT]
 //!             [-V 3|5] [-q 0|1|2] [-d SECS] [-n COUNT] [--pid BROKER_PID] ...
 //!             (midge_bench --help for all)
+//! midge_bench --relay PORT    # a byte-copying reference relay (relay.rs), for comparisons
 //! ```
 //!
 //! Scenarios:
@@ -38,6 +39,7 @@
 
 mod engine;
 mod proto;
+mod relay;
 mod stats;
 mod stream;
 mod sys;
@@ -649,6 +651,17 @@ impl Broker {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--relay") {
+        // A byte-copying reference relay for comparisons (relay.rs), not a load generator.
+        let port = args.get(1).and_then(|p| p.parse().ok()).unwrap_or(1883);
+        return match relay::serve(port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("midge_bench: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let opts = match parse_opts(&args) {
         Ok(Some(o)) => o,
         Ok(None) => {
