@@ -15,6 +15,9 @@ use mio::{Events, Interest, Poll, Token};
 /// A subscriber whose unwritten output passes this is dropped from (its messages are lost:
 /// QoS 0), as a broker's bounded queue would.
 const OUT_LIMIT: usize = 8 << 20;
+/// Publishers are not read while a subscriber has this much unwritten (backpressure, so the
+/// buffers stay small, as a broker's output high-water mark keeps them).
+const HIGH_WATER: usize = 256 << 10;
 const LISTENER: Token = Token(usize::MAX);
 
 struct Conn {
@@ -51,6 +54,7 @@ pub fn serve(port: u16) -> Result<(), String> {
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 256 * 1024];
     let mut dirty: Vec<usize> = Vec::new();
+    let mut paused: Vec<usize> = Vec::new();
     loop {
         if let Err(e) = poll.poll(&mut events, None) {
             if e.kind() == io::ErrorKind::Interrupted {
@@ -82,35 +86,56 @@ pub fn serve(port: u16) -> Result<(), String> {
                 continue;
             }
             let key = ev.token().0;
-            if ev.is_readable() {
-                read(key, &mut conns, &mut buf, &mut dirty);
+            if ev.is_readable() && (full(&conns) || read(key, &mut conns, &mut buf, &mut dirty)) {
+                paused.push(key);
             }
             dirty.push(key);
         }
-        dirty.sort_unstable();
-        dirty.dedup();
-        for key in dirty.drain(..) {
-            flush(key, &mut conns, &poll);
+        loop {
+            dirty.sort_unstable();
+            dirty.dedup();
+            for key in dirty.drain(..) {
+                flush(key, &mut conns, &poll);
+            }
+            if paused.is_empty() || full(&conns) {
+                break;
+            }
+            paused.sort_unstable();
+            paused.dedup();
+            for key in std::mem::take(&mut paused) {
+                if read(key, &mut conns, &mut buf, &mut dirty) {
+                    paused.push(key);
+                }
+            }
         }
     }
 }
 
-fn read(key: usize, conns: &mut slab::Slab<Conn>, buf: &mut [u8], dirty: &mut Vec<usize>) {
+/// Whether some subscriber has more unwritten output than `HIGH_WATER`.
+fn full(conns: &slab::Slab<Conn>) -> bool {
+    conns
+        .iter()
+        .any(|(_, c)| c.out.len() - c.out_pos > HIGH_WATER)
+}
+
+/// Reads `key` until it would block (false) or a subscriber is full (true: read it again
+/// later).
+fn read(key: usize, conns: &mut slab::Slab<Conn>, buf: &mut [u8], dirty: &mut Vec<usize>) -> bool {
     loop {
         let Some(c) = conns.get_mut(key) else {
-            return;
+            return false;
         };
         let n = match c.stream.read(buf) {
             Ok(0) => {
                 conns.remove(key);
-                return;
+                return false;
             }
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => {
                 conns.remove(key);
-                return;
+                return false;
             }
         };
         c.input.extend_from_slice(&buf[..n]);
@@ -147,7 +172,7 @@ fn read(key: usize, conns: &mut slab::Slab<Conn>, buf: &mut [u8], dirty: &mut Ve
                 12 => conns[key].out.extend_from_slice(&[0xd0, 0]),
                 14 => {
                     conns.remove(key);
-                    return;
+                    return false;
                 }
                 _ => {}
             }
@@ -155,6 +180,10 @@ fn read(key: usize, conns: &mut slab::Slab<Conn>, buf: &mut [u8], dirty: &mut Ve
         }
         conns[key].input = input[pos..].to_vec();
         dirty.push(key);
+        if full(conns) {
+            // More may be waiting: read again once the subscribers have drained.
+            return true;
+        }
     }
 }
 
