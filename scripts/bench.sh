@@ -52,9 +52,9 @@
 #              publisher at most 100 messages ahead of its subscribers, --backlog 100)
 #   fanin0-1k fanin0-16k fanin0-256k
 #              QoS 0 fan-in, 4 publishers -> 1 subscriber, by payload size (64 B: fanin0)
-#   memprobe   one 1 MiB retained message, then 100 subscribers to it: the broker's RSS growth
-#              while storing and delivering it, in payloads (about 1 when a payload is stored
-#              once and sent by reference)
+#   memprobe   one 1 MiB retained message, then 100 subscribers to it: the broker's peak RSS
+#              growth while storing it, then while delivering it to all 100 (in payloads: near
+#              0 when a payload is stored once and sent by reference, 100 if copied for each)
 #   fanin2v5   (optional) QoS 2 fan-in, MQTT 5
 #   fanout1    (optional) QoS 1 fan-out to 100 subscribers
 #   tlsfanin0  (optional) fanin0 over TLS (both brokers: the same EC P-256 certificate, made here
@@ -490,8 +490,9 @@ CPU_s_per_million_deliveries,_fan-out_16_KiB cpu_s_per_M fanout0-16k
 CPU_s_per_million_deliveries,_fan-out_256_KiB cpu_s_per_M fanout0-256k
 CPU_s_per_million_deliveries,_fan-in_16_KiB cpu_s_per_M fanin0-16k
 CPU_s_per_million_deliveries,_fan-in_256_KiB cpu_s_per_M fanin0-256k
-memprobe:_1_MiB_retained_to_100_subscribers,_RSS_growth_(kB) total_growth_kb memprobe
-memprobe:_RSS_growth_in_payloads growth_payloads memprobe
+memprobe:_storing_one_1_MiB_retained_message,_peak_RSS_growth_(kB) store_growth_kb memprobe
+memprobe:_delivering_it_to_100_subscribers,_further_peak_RSS_growth_(kB) deliver_growth_kb memprobe
+memprobe:_delivering_it_to_100_subscribers,_growth_in_payloads deliver_payloads memprobe
 memprobe:_subscribers_that_got_it received memprobe
 latency_p50,_1,000_msg/s_QoS_1_(us) p50_us lat1
 latency_p99,_1,000_msg/s_QoS_1_(us) p99_us lat1

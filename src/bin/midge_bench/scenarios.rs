@@ -607,7 +607,10 @@ pub(crate) fn run_memprobe(
     let (acked, unacked) = e.pub_acks(0);
     e.hold(secs(o.settle)).map_err(io)?;
     let b1 = broker.and_then(Broker::sample);
-    let before_subs = peak.get();
+    // The delivery phase gets a peak of its own: VmHWM counts only if it rose past the
+    // storing phase's.
+    let store_peak = peak.get();
+    peak.set(Peak::default());
     let specs = (0..subs)
         .map(|i| {
             (
@@ -660,35 +663,38 @@ pub(crate) fn run_memprobe(
     );
     if let (Some(b0), Some(b1), Some(b2)) = (b0, b1, b2) {
         let payload_kb = o.size as f64 / 1024.0;
-        // Growth from the broker with the message stored to its peak while delivering it.
-        let growth = peak.get().peak_kb().saturating_sub(b1.rss_kb);
-        let stored = before_subs
+        let d = peak.get();
+        let hwm_rose = if d.hwm_kb > store_peak.hwm_kb {
+            d.hwm_kb
+        } else {
+            0
+        };
+        let deliver_peak = d.rss_kb.max(hwm_rose).max(b1.rss_kb);
+        let deliver = deliver_peak.saturating_sub(b1.rss_kb);
+        let store = store_peak
             .peak_kb()
             .max(b1.rss_kb)
             .saturating_sub(b0.rss_kb);
-        let total = peak.get().peak_kb().saturating_sub(b0.rss_kb);
+        let kept = b1.rss_kb.saturating_sub(b0.rss_kb);
         let _ = writeln!(
             out,
-            "  broker RSS      {} before, {} with the message stored (peak growth {stored} kB \
-             while storing it), peak {} while delivering it: {growth} kB more, {:.2} payloads; \
-             {total} kB in all ({:.2} payloads); {} after",
+            "  broker RSS      {} before; storing it: peak +{store} kB ({:.2} payloads), +{kept} \
+             kB kept; delivering it to {subs}: peak +{deliver} kB more ({:.2} payloads); {} after",
             mb(b0.rss_kb),
-            mb(b1.rss_kb),
-            mb(peak.get().peak_kb()),
-            growth as f64 / payload_kb,
-            total as f64 / payload_kb,
+            store as f64 / payload_kb,
+            deliver as f64 / payload_kb,
             mb(b2.rss_kb)
         );
         let _ = write!(
             result,
-            " rss_before_kb={} rss_stored_kb={} rss_peak_kb={} rss_after_kb={} \
-             store_growth_kb={stored} deliver_growth_kb={growth} total_growth_kb={total} \
-             growth_payloads={:.2}",
+            " rss_before_kb={} rss_stored_kb={} rss_after_kb={} store_growth_kb={store} \
+             kept_kb={kept} deliver_growth_kb={deliver} store_payloads={:.2} \
+             deliver_payloads={:.2}",
             b0.rss_kb,
             b1.rss_kb,
-            peak.get().peak_kb(),
             b2.rss_kb,
-            total as f64 / payload_kb
+            store as f64 / payload_kb,
+            deliver as f64 / payload_kb
         );
     }
     print!("{out}");
