@@ -69,7 +69,7 @@ impl Broker {
         let mut window = s.flow.inflight.iter().filter(|f| f.sent).count();
         let mut i = 0;
         while i < s.flow.inflight.len() && window < max_inflight {
-            if conn.out.pending() >= OUT_HIGH_WATER {
+            if conn.out.full(OUT_HIGH_WATER) {
                 break;
             }
             let f = &mut s.flow.inflight[i];
@@ -119,7 +119,7 @@ impl Broker {
             return;
         }
         while let Some(front) = s.flow.queue.front() {
-            if conn.out.pending() >= OUT_HIGH_WATER {
+            if conn.out.full(OUT_HIGH_WATER) {
                 break;
             }
             let expired = front.msg.expiry.is_some_and(|t| t <= now);

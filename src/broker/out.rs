@@ -18,6 +18,10 @@ use crate::mqtt::{self, QoS};
 /// packets in one contiguous buffer).
 pub(super) const SHARE_MIN: usize = 2048;
 
+/// Most segments a ring holds before the queue stops moving into it (with [`Out::full`]'s byte
+/// bound): up to about 60 payload references, each one a pointer, however long the payload.
+const MAX_SEGS: usize = 128;
+
 /// A bytes segment is not appended to past this size: a new one starts, so the front one
 /// can be freed once written instead of being compacted.
 const SEG_MAX: usize = 64 * 1024;
@@ -46,6 +50,8 @@ struct Ring {
     pos: usize,
     /// Total length of `segs`.
     sealed: usize,
+    /// Total length of the payload segments in `segs`.
+    shared: usize,
 }
 
 impl Ring {
@@ -78,6 +84,20 @@ impl Out {
         }
     }
 
+    /// Whether the ring holds enough that no more queued messages should move into it: `high`
+    /// bytes of its own (encoded heads and copied payloads), or [`MAX_SEGS`] segments. Shared
+    /// payloads count only as segments: they cost a reference here, the message is stored anyway.
+    #[inline(always)]
+    pub(super) fn full(&self, high: usize) -> bool {
+        match &self.0 {
+            None => false,
+            Some(r) => {
+                r.segs.len() >= MAX_SEGS
+                    || (r.sealed + r.tail.len()).saturating_sub(r.pos + r.shared) >= high
+            }
+        }
+    }
+
     /// The bytes segment at the end of the ring, to encode a packet into.
     #[inline(always)]
     pub(super) fn bytes(&mut self) -> &mut Vec<u8> {
@@ -96,6 +116,7 @@ impl Out {
         let r = self.0.get_or_insert_with(Box::default);
         r.seal();
         r.sealed += msg.payload.len();
+        r.shared += msg.payload.len();
         r.segs.push_back(Seg::Payload(msg.clone()));
     }
 
@@ -171,7 +192,9 @@ impl Out {
             n -= left;
             r.pos = 0;
             r.sealed = r.sealed.saturating_sub(len);
-            r.segs.pop_front();
+            if let Some(Seg::Payload(_)) = r.segs.pop_front() {
+                r.shared = r.shared.saturating_sub(len);
+            }
         }
         r.pos = r.pos.saturating_add(n).min(r.tail.len());
         if r.pos == r.tail.len() {
@@ -231,6 +254,30 @@ mod tests {
         assert_eq!(got, want);
         assert!(o.is_empty());
         assert_eq!(Rc::strong_count(&msg), 1);
+    }
+
+    #[test]
+    fn full_counts_own_bytes_and_segments_not_shared_payloads() {
+        let msg = Rc::new(Message::new("t", &[1; 100_000], QoS::AtMostOnce, false));
+        let mut o = Out::default();
+        assert!(!o.full(1000));
+        // Long payloads by reference: only their segments count.
+        for _ in 0..10 {
+            o.bytes().extend_from_slice(&[0; 10]);
+            o.share(&msg);
+        }
+        assert_eq!(o.pending(), 10 * 100_010);
+        assert!(!o.full(1000));
+        o.bytes().extend_from_slice(&[0; 1000]);
+        assert!(o.full(1000));
+        let n = o.pending();
+        o.advance(n);
+        assert!(o.is_empty() && !o.full(1000));
+        for _ in 0..MAX_SEGS / 2 {
+            o.bytes().push(0);
+            o.share(&msg);
+        }
+        assert!(o.full(usize::MAX));
     }
 
     #[test]
