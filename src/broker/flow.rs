@@ -327,15 +327,12 @@ impl Broker {
     }
 }
 
-/// The MQTT 5 properties of an outgoing PUBLISH: the remaining message expiry, the
-/// subscription identifiers, the topic alias, then the forwarded properties.
+/// The MQTT 5 properties of an outgoing PUBLISH: the subscription identifiers, the topic
+/// alias, the forwarded properties, then the remaining message expiry.
 fn v5_props(out: &mut Vec<u8>, msg: &Message, now: Millis, sub_ids: &[u32], alias: Option<u16>) {
     use mqtt::props::id;
-    if let Some(t) = msg.expiry {
-        let secs = secs_left(t, now);
-        out.push(id::MESSAGE_EXPIRY_INTERVAL);
-        out.extend_from_slice(&secs.to_be_bytes());
-    }
+    // mosquitto's order: the subscription identifiers, the publisher's properties as it sent
+    // them, then the remaining message expiry.
     for &s in sub_ids {
         out.push(id::SUBSCRIPTION_IDENTIFIER);
         mqtt::write_remaining_length(out, s as usize);
@@ -345,4 +342,9 @@ fn v5_props(out: &mut Vec<u8>, msg: &Message, now: Millis, sub_ids: &[u32], alia
         out.extend_from_slice(&a.to_be_bytes());
     }
     out.extend_from_slice(&msg.props);
+    if let Some(t) = msg.expiry {
+        let secs = secs_left(t, now);
+        out.push(id::MESSAGE_EXPIRY_INTERVAL);
+        out.extend_from_slice(&secs.to_be_bytes());
+    }
 }

@@ -85,7 +85,23 @@ pub struct Properties<'a> {
     pub wildcard_subscription_available: Option<u8>,
     pub subscription_identifier_available: Option<u8>,
     pub shared_subscription_available: Option<u8>,
+    /// The property bytes as received (empty for properties built here).
+    pub raw: Raw<'a>,
 }
+
+/// Property bytes as they arrived, kept so that a PUBLISH can be forwarded with its
+/// properties in the publisher's order. Equal to any other: two property sets are compared by
+/// their values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Raw<'a>(pub &'a [u8]);
+
+impl PartialEq for Raw<'_> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Raw<'_> {}
 
 fn allowed(prop: u8, place: Place) -> bool {
     use Place::*;
@@ -206,7 +222,10 @@ impl<'a> Properties<'a> {
         let len = read_varint(r)? as usize;
         let bytes = r.take(len)?;
         let mut r = Reader::new(bytes);
-        let mut p = Properties::default();
+        let mut p = Properties {
+            raw: Raw(bytes),
+            ..Properties::default()
+        };
         while !r.is_empty() {
             let pid = read_varint(&mut r)?;
             let pid = u8::try_from(pid).map_err(|_| Error::Malformed("unknown property"))?;
@@ -447,6 +466,9 @@ impl<'a> Properties<'a> {
     /// type, response topic, correlation data, user properties), encoded without a length:
     /// stored once with the message.
     pub fn forwardable(&self) -> Vec<u8> {
+        if let Some(out) = forwardable_raw(self.raw.0) {
+            return out;
+        }
         let p = Properties {
             payload_format_indicator: self.payload_format_indicator,
             content_type: self.content_type,
@@ -459,4 +481,64 @@ impl<'a> Properties<'a> {
         p.encode_body(&mut out);
         out
     }
+}
+
+/// The properties of `raw` a broker forwards, as they were received: all but Message Expiry
+/// Interval (forwarded with the time left), Subscription Identifiers, Topic Alias and Will Delay
+/// Interval, as mosquitto forwards them. None for an empty or unreadable block.
+fn forwardable_raw(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.is_empty() {
+        return None;
+    }
+    let mut r = Reader::new(raw);
+    let mut out = Vec::with_capacity(raw.len());
+    while !r.is_empty() {
+        let start = raw.len().saturating_sub(r.remaining());
+        let pid = u8::try_from(read_varint(&mut r).ok()?).ok()?;
+        match pid {
+            id::PAYLOAD_FORMAT_INDICATOR
+            | id::REQUEST_PROBLEM_INFORMATION
+            | id::REQUEST_RESPONSE_INFORMATION
+            | id::MAXIMUM_QOS
+            | id::RETAIN_AVAILABLE
+            | id::WILDCARD_SUBSCRIPTION_AVAILABLE
+            | id::SUBSCRIPTION_IDENTIFIER_AVAILABLE
+            | id::SHARED_SUBSCRIPTION_AVAILABLE => {
+                r.take(1).ok()?;
+            }
+            id::SERVER_KEEP_ALIVE
+            | id::RECEIVE_MAXIMUM
+            | id::TOPIC_ALIAS_MAXIMUM
+            | id::TOPIC_ALIAS => {
+                r.take(2).ok()?;
+            }
+            id::MESSAGE_EXPIRY_INTERVAL
+            | id::SESSION_EXPIRY_INTERVAL
+            | id::WILL_DELAY_INTERVAL
+            | id::MAXIMUM_PACKET_SIZE => {
+                r.take(4).ok()?;
+            }
+            id::SUBSCRIPTION_IDENTIFIER => {
+                read_varint(&mut r).ok()?;
+            }
+            id::USER_PROPERTY => {
+                r.binary().ok()?;
+                r.binary().ok()?;
+            }
+            _ => {
+                r.binary().ok()?;
+            }
+        }
+        let end = raw.len().saturating_sub(r.remaining());
+        if !matches!(
+            pid,
+            id::MESSAGE_EXPIRY_INTERVAL
+                | id::SUBSCRIPTION_IDENTIFIER
+                | id::TOPIC_ALIAS
+                | id::WILL_DELAY_INTERVAL
+        ) {
+            out.extend_from_slice(raw.get(start..end)?);
+        }
+    }
+    Some(out)
 }

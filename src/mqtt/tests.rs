@@ -834,3 +834,26 @@ fn every_property_on_every_packet() {
         }
     }
 }
+
+#[test]
+fn forwarded_properties_keep_the_publishers_order() {
+    // User property, content type, user property, payload format, topic alias, message expiry,
+    // subscription identifier: forwarded in that order without the last three, as mosquitto
+    // forwards them.
+    let props = [
+        0x26, 0, 1, b'z', 0, 1, b'1', 0x03, 0, 1, b'c', 0x26, 0, 1, b'a', 0, 1, b'2', 0x01, 1,
+        0x23, 0, 1, 0x02, 0, 0, 0, 9, 0x0b, 5,
+    ];
+    let bytes = v5_publish(&props);
+    let Status::Complete(Packet::Publish(p), _) = dec5(&bytes).unwrap() else {
+        panic!()
+    };
+    assert_eq!(p.props.forwardable(), props[..20].to_vec());
+    // Properties built here (no bytes received) are encoded in the codec's order.
+    let built = Properties {
+        content_type: Some("c"),
+        payload_format_indicator: Some(1),
+        ..Properties::default()
+    };
+    assert_eq!(built.forwardable(), vec![0x01, 1, 0x03, 0, 1, b'c']);
+}
