@@ -535,3 +535,35 @@ fn qos1_flood_to_a_slow_subscriber_loses_nothing() {
     publisher.join().unwrap();
     assert!(!m.log_text().contains("being dropped"), "{}", m.log_text());
 }
+
+/// A client that closes its socket (here with a reset: unread data) while the broker still has
+/// output for it is logged as mosquitto logs it, "Client X closed its connection.", not as a
+/// socket error (seen with `mosquitto_sub -t '$SYS/#' -C 5`).
+#[test]
+fn a_client_closing_under_output_is_logged_as_closing_its_connection() {
+    let m = Midge::start("allow_anonymous true\n");
+    let mut p = m.client();
+    p.handshake("big-pub", true, 0, false);
+    let payload = vec![b'x'; 256 * 1024];
+    for i in 0..4 {
+        p.send(&publish(&format!("big/{i}"), &payload, 0, true, 0));
+    }
+    p.send(&PINGREQ);
+    p.expect(&PINGRESP);
+    let mut s = m.client();
+    s.handshake("leaver", true, 0, false);
+    s.send(&subscribe(1, &[("big/#", 0)]));
+    // Unread data in the receive buffer makes the close a reset.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(s);
+    let line = m
+        .wait_log("Client leaver")
+        .expect("a line about the client");
+    let closed = m.wait_log("Client leaver closed its connection.");
+    assert!(
+        closed.is_some(),
+        "first line: {line}\nlog:\n{}",
+        m.log_text()
+    );
+    assert!(!m.log_text().contains("Socket error on client leaver"));
+}

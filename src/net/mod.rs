@@ -776,9 +776,9 @@ impl Server {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
+                Err(e) => {
                     let now = self.now();
-                    self.broker.lost(key, true, now);
+                    self.broker.lost(key, !conn_lost(&e), now);
                     self.closed(key);
                     return;
                 }
@@ -933,8 +933,9 @@ impl Server {
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    failed = true;
+                Err(e) => {
+                    failed = !conn_lost(&e);
+                    finished |= !failed;
                     break;
                 }
             }
@@ -1229,4 +1230,15 @@ mod tests {
         assert_eq!(inner.last(), Some(&0));
         assert_eq!(got.last(), Some(&0));
     }
+}
+
+/// The peer closed or reset its end (mosquitto's "connection lost"): logged as "Client X closed
+/// its connection.", as mosquitto logs it, rather than as a socket error.
+fn conn_lost(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
 }
