@@ -293,6 +293,8 @@ pub struct Config {
     pub log_type: Vec<String>,
     pub log_timestamp: bool,
     pub log_timestamp_format: Option<String>,
+    /// `log_facility N`: syslog facility local0..local7 (mosquitto's option).
+    pub log_facility: Option<u8>,
     pub pid_file: Option<String>,
     pub user: Option<String>,
     pub persistence: bool,
@@ -329,6 +331,7 @@ impl Default for Config {
             log_type: Vec::new(),
             log_timestamp: true,
             log_timestamp_format: None,
+            log_facility: None,
             pid_file: None,
             user: None,
             persistence: false,
@@ -876,6 +879,23 @@ const OPTIONS: &[(&str, Scope, Setter)] = &[
         c.log_timestamp = boolean(one(v)?)?;
         Ok(())
     }),
+    ("log_facility", Scope::Global, |c, v| {
+        let n: u8 = number(one(v)?)?;
+        if n > 7 {
+            return Err("must be 0 to 7 (syslog facility local0 to local7)".into());
+        }
+        c.log_facility = Some(n);
+        Ok(())
+    }),
+    // Accepted and ignored with mosquitto 2.0's warning.
+    ("retry_interval", Scope::Global, |c, v| {
+        one(v)?;
+        let at = c.at.clone();
+        c.warnings.push(format!(
+            "{at}: The retry_interval option is no longer available."
+        ));
+        Ok(())
+    }),
     ("log_timestamp_format", Scope::Global, |c, v| {
         c.log_timestamp_format = Some(rest(v)?);
         Ok(())
@@ -1051,7 +1071,13 @@ pub fn parse(
             r.map_err(|m| err(format!("{option}: {m}")))?;
             continue;
         }
-        match OPTIONS.iter().find(|(name, _, _)| *name == option) {
+        // The other names mosquitto 2.0 accepts for the same options.
+        let canonical = match option {
+            "maximum_qos" => "max_qos",
+            "retained_persistence" => "persistence",
+            o => o,
+        };
+        match OPTIONS.iter().find(|(name, _, _)| *name == canonical) {
             Some((_, scope, set)) => {
                 cfg.at = format!("{file}:{}", i + 1);
                 if *scope == Scope::Security {
@@ -1077,6 +1103,24 @@ mod tests {
     fn p(text: &str) -> Result<Config, Error> {
         let mut c = Config::default();
         parse(text, "test.conf", &mut c, None).map(|_| c)
+    }
+
+    #[test]
+    fn mosquitto_option_aliases_mean_the_same() {
+        // mosquitto 2.0's src/conf.c accepts these names too (checked against 2.0.20).
+        let a = p("listener 1883\nmaximum_qos 1\nretained_persistence true\n").unwrap();
+        let b = p("listener 1883\nmax_qos 1\npersistence true\n").unwrap();
+        assert_eq!(a.listeners[0].max_qos, QoS::AtLeastOnce);
+        assert_eq!(a.listeners[0].max_qos, b.listeners[0].max_qos);
+        assert!(a.persistence && b.persistence);
+        // retry_interval is accepted and ignored, with mosquitto's warning.
+        let c = p("retry_interval 20\n").unwrap();
+        assert_eq!(
+            c.warnings,
+            vec!["test.conf:1: The retry_interval option is no longer available."]
+        );
+        assert_eq!(p("log_facility 3\n").unwrap().log_facility, Some(3));
+        assert!(p("log_facility 8\n").is_err());
     }
 
     #[test]

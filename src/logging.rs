@@ -98,6 +98,8 @@ pub struct LogOptions {
     pub timestamp_format: Option<String>,
     /// The syslog socket; [`SYSLOG_SOCKET`] but for tests.
     pub syslog_socket: PathBuf,
+    /// `log_facility N`: syslog facility local0..local7 instead of daemon.
+    pub facility: Option<u8>,
 }
 
 impl Default for LogOptions {
@@ -110,6 +112,7 @@ impl Default for LogOptions {
             timestamp: true,
             timestamp_format: None,
             syslog_socket: PathBuf::from(SYSLOG_SOCKET),
+            facility: None,
         }
     }
 }
@@ -125,6 +128,7 @@ impl LogOptions {
             timestamp: cfg.log_timestamp,
             timestamp_format: cfg.log_timestamp_format.clone(),
             syslog_socket: PathBuf::from(SYSLOG_SOCKET),
+            facility: cfg.log_facility,
         }
     }
 }
@@ -400,6 +404,8 @@ struct State {
     types: Types,
     stamp: Stamp,
     sinks: Vec<Sink>,
+    /// The syslog facility, shifted into place.
+    facility: u8,
 }
 
 impl State {
@@ -457,6 +463,10 @@ impl State {
             types: Types::parse(&opts.types, opts.verbose),
             stamp,
             sinks,
+            // LOG_LOCAL0 is facility 16.
+            facility: opts
+                .facility
+                .map_or(FACILITY_DAEMON, |n| (16 + n.min(7)) << 3),
         })
     }
 
@@ -472,7 +482,7 @@ impl State {
             if sink.kind == Kind::Syslog {
                 let d = datagram.get_or_insert_with(|| {
                     syslog_datagram(
-                        syslog_severity(level, target),
+                        self.facility | syslog_severity(level, target),
                         now,
                         std::process::id(),
                         args,
@@ -516,9 +526,9 @@ fn open_log_file(path: &str) -> Result<File, String> {
         .map_err(|e| format!("Unable to open log file {path} for writing: {e}."))
 }
 
-/// `<PRI>Mmm dd hh:mm:ss midge[PID]: message`, facility daemon, time in UTC.
-fn syslog_datagram(severity: u8, now: i64, pid: u32, msg: &std::fmt::Arguments) -> String {
-    let mut d = format!("<{}>", FACILITY_DAEMON | severity);
+/// `<PRI>Mmm dd hh:mm:ss midge[PID]: message`, time in UTC; `pri` is facility and severity.
+fn syslog_datagram(pri: u8, now: i64, pid: u32, msg: &std::fmt::Arguments) -> String {
+    let mut d = format!("<{pri}>");
     strftime_into(&mut d, "%b %e %H:%M:%S", now);
     let _ = write!(d, " {IDENT}[{pid}]: {msg}");
     d
@@ -683,6 +693,7 @@ mod tests {
             types: Types::parse(&strings(types), false),
             stamp,
             sinks: vec![Sink::stream(Kind::Stdout, Box::new(buf.clone()))],
+            facility: FACILITY_DAEMON,
         };
         (state, buf)
     }
@@ -997,16 +1008,31 @@ mod tests {
     }
 
     #[test]
+    fn log_facility_selects_local0_to_local7() {
+        let facility = |f| {
+            State::new(&LogOptions {
+                facility: f,
+                ..LogOptions::default()
+            })
+            .unwrap()
+            .facility
+        };
+        assert_eq!(facility(None), 3 << 3); // daemon
+        assert_eq!(facility(Some(0)), 16 << 3); // local0
+        assert_eq!(facility(Some(7)), 23 << 3); // local7
+    }
+
+    #[test]
     fn syslog_datagram_format() {
         let d = syslog_datagram(
-            syslog_severity(Level::Info, "midge"),
+            FACILITY_DAEMON | syslog_severity(Level::Info, "midge"),
             1_795_321_836,
             42,
             &format_args!("New client connected."),
         );
         assert_eq!(d, "<30>Nov 22 04:30:36 midge[42]: New client connected.");
         let d = syslog_datagram(
-            syslog_severity(Level::Error, "midge"),
+            FACILITY_DAEMON | syslog_severity(Level::Error, "midge"),
             0,
             7,
             &format_args!("x"),
@@ -1090,6 +1116,7 @@ mod tests {
                 timestamp: false,
                 timestamp_format: Some("%F".into()),
                 syslog_socket: PathBuf::from("/dev/log"),
+                facility: None,
             }
         );
         let d = LogOptions::from_config(&Config::default(), false);
