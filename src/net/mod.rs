@@ -1112,6 +1112,17 @@ fn resident_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// The peer closed or reset its end (mosquitto's "connection lost"): logged as "Client X closed
+/// its connection.", as mosquitto logs it, rather than as a socket error.
+fn conn_lost(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1230,15 +1241,4 @@ mod tests {
         assert_eq!(inner.last(), Some(&0));
         assert_eq!(got.last(), Some(&0));
     }
-}
-
-/// The peer closed or reset its end (mosquitto's "connection lost"): logged as "Client X closed
-/// its connection.", as mosquitto logs it, rather than as a socket error.
-fn conn_lost(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
-    )
 }
