@@ -1160,7 +1160,9 @@ fn encoding_100k_retained_messages_is_linear_and_streams() {
     let mut c = Counter::default();
     let t = Instant::now();
     encode_into(&s, &mut c).unwrap();
-    let enc_100k = t.elapsed();
+    let enc_100k = t
+        .elapsed()
+        .min(best_of_3(|| encode_into(&s, &mut io::sink()).unwrap()));
     assert_eq!(c.total, want);
     // Streamed: never more than a chunk and a record in one write, not a second copy.
     assert!(c.biggest < CHUNK + 128, "{}", c.biggest);
@@ -1169,7 +1171,8 @@ fn encoding_100k_retained_messages_is_linear_and_streams() {
     assert_eq!(b.len(), want);
     let t = Instant::now();
     let d = decode(&b);
-    let dec_100k = t.elapsed();
+    // The best of three, as for 10k below: one run on a busy machine may be descheduled.
+    let dec_100k = t.elapsed().min(best_of_3(|| assert!(decode(&b).is_ok())));
     assert_eq!(d, Ok(clean(s)));
 
     // Ten times the messages, about ten times the time (quadratic would be a hundred).
