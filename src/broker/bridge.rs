@@ -349,6 +349,15 @@ impl Broker {
         self.bridges.iter().map(|b| &*b.cfg)
     }
 
+    /// Whether `id` is a bridge's local client id: a client may not take its session over.
+    pub(super) fn is_bridge_id(&self, id: &str) -> bool {
+        self.bridges.iter().any(|b| {
+            b.sid
+                .and_then(|sid| self.sessions.get(sid))
+                .is_some_and(|s| *s.client_id == *id)
+        })
+    }
+
     /// Whether `listener` (a connection's policy index) is a bridge's, and which.
     pub(super) fn bridge_of(&self, listener: usize) -> Option<usize> {
         listener
@@ -1151,5 +1160,28 @@ mod tests {
         br.bridge_failed(0, d.attempt, "refused", 0);
         assert_eq!(br.next_deadline(), None);
         assert!(br.bridge_due(3_600_000).is_none());
+    }
+
+    /// A client cannot connect with a bridge's local client id (it would take over the
+    /// bridge's session): CONNACK 2, identifier rejected.
+    #[test]
+    fn a_client_cannot_use_the_bridges_local_id() {
+        let mut br = broker_with(|_| {});
+        br.open(7, "127.0.0.1:5000", 0, 0);
+        let mut c = Vec::new();
+        Packet::Connect(mqtt::Connect {
+            version: Version::V311,
+            clean_session: true,
+            keep_alive: 60,
+            client_id: "local.localhost.up",
+            will: None,
+            username: None,
+            password: None,
+            props: Properties::default(),
+        })
+        .encode(&mut c);
+        br.received(7, &c, 1);
+        assert_eq!(br.output(7), &[0x20, 2, 0, 2]);
+        assert!(br.is_closed(7));
     }
 }

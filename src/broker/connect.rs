@@ -117,6 +117,13 @@ impl Broker {
                 });
             }
         }
+        if self.is_bridge_id(&client_id) {
+            return Err(Fault::Refused {
+                code: connack::IDENTIFIER_REJECTED,
+                code5: reason::CLIENT_IDENTIFIER_NOT_VALID,
+                why: "client id is a bridge's local client id",
+            });
+        }
         // Authentication, as mosquitto 2.0: a user name is checked against the password file
         // if there is one; without one, a client is admitted only when anonymous access is on.
         if policy.cert_username {
