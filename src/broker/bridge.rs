@@ -1184,4 +1184,84 @@ mod tests {
         assert_eq!(br.output(7), &[0x20, 2, 0, 2]);
         assert!(br.is_closed(7));
     }
+
+    /// Packets in `bytes`: (first byte, whole packet).
+    fn packets(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let (mut len, mut i) = (0usize, 1);
+            loop {
+                len |= ((bytes[i] & 0x7f) as usize) << (7 * (i - 1));
+                i += 1;
+                if bytes[i - 1] & 0x80 == 0 {
+                    break;
+                }
+            }
+            out.push(bytes[..i + len].to_vec());
+            bytes = &bytes[i + len..];
+        }
+        out
+    }
+
+    /// Messages queued while the link was down go out in order once CONNACK arrives, no more
+    /// than max_inflight_messages at once (no retransmit storm), each acknowledgement letting
+    /// one more go; the remote's subscriptions are made on CONNACK; a PINGREQ goes out every
+    /// keepalive_interval.
+    #[test]
+    fn reconnect_sends_the_queue_in_order_within_the_window() {
+        let mut cfg = super::super::Config {
+            max_queued_messages: 100,
+            max_inflight_messages: 20,
+            ..Default::default()
+        };
+        let mut b = BridgeConfig::new("up");
+        b.addresses.push(("127.0.0.1".into(), 1883));
+        b.keepalive = 30;
+        b.notifications = false;
+        b.topics
+            .push(BridgeTopic::new("#", Direction::Out, QoS::AtLeastOnce, "", "r/").unwrap());
+        b.topics
+            .push(BridgeTopic::new("cmd/#", Direction::In, QoS::AtLeastOnce, "", "").unwrap());
+        cfg.bridges.push(b);
+        let mut br = Broker::new(cfg);
+        br.start_bridges(0);
+        for i in 0..50u8 {
+            br.publish(
+                Rc::new(Message::new("t", &[i], QoS::AtLeastOnce, false)),
+                None,
+            );
+        }
+        let d = br.bridge_due(0).unwrap();
+        assert!(br.bridge_open(0, d.attempt, 4, 0));
+        let connect = br.output(4).to_vec();
+        assert_eq!(connect[0], 0x10);
+        br.written(4, connect.len(), 0);
+        br.received(4, &[0x20, 2, 0, 0], 10);
+        let out = packets(br.output(4));
+        // SUBSCRIBE for the `in` topic, UNSUBSCRIBE for the `out` one, then 20 PUBLISHes.
+        assert_eq!(out[0][0], 0xa2, "UNSUBSCRIBE r/#");
+        assert_eq!(out[1][0], 0x82, "SUBSCRIBE cmd/#");
+        let pubs: Vec<&Vec<u8>> = out.iter().filter(|p| p[0] & 0xf0 == 0x30).collect();
+        assert_eq!(pubs.len(), 20);
+        for (i, p) in pubs.iter().enumerate() {
+            // 0x32, len, topic "r/t", pid, payload.
+            assert_eq!(&p[2..7], &[0, 3, b'r', b'/', b't']);
+            assert_eq!(p[9], i as u8);
+        }
+        let n = br.output(4).len();
+        br.written(4, n, 10);
+        // Each PUBACK lets one more message go.
+        let pid = u16::from_be_bytes([pubs[0][7], pubs[0][8]]);
+        br.received(4, &[0x40, 2, (pid >> 8) as u8, pid as u8], 20);
+        let out = packets(br.output(4));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][9], 20);
+        let n = br.output(4).len();
+        br.written(4, n, 20);
+        assert_eq!(br.bridge_status()[0].2, 49);
+        // Keepalive: PINGREQ after 30 s.
+        assert_eq!(br.next_deadline(), Some(10 + 30_000));
+        br.tick(10 + 30_000);
+        assert_eq!(br.output(4), &[0xc0, 0]);
+    }
 }
