@@ -150,8 +150,9 @@ impl Broker {
             .filter(|(_, s)| s.expiry_interval > 0)
             .count() as u64;
         let mut enc = crate::persist::format::Encoder::new(out, nr, ns);
-        self.each_saved(|m| enc.retained(&m), |_| Ok(()))?;
-        self.each_saved(|_| Ok(()), |s| enc.session(&s))?;
+        // Each record converted once, straight into the encoder.
+        self.each_retained(|m| enc.retained(&m))?;
+        self.each_session(|s| enc.session(&s))?;
         enc.finish()?;
         Ok((nr, ns))
     }
@@ -160,22 +161,39 @@ impl Broker {
     /// persistent session, each converted on its own.
     fn each_saved(
         &self,
-        mut retained: impl FnMut(StoredMsg) -> std::io::Result<()>,
-        mut session: impl FnMut(StoredSession) -> std::io::Result<()>,
+        retained: impl FnMut(StoredMsg) -> std::io::Result<()>,
+        session: impl FnMut(StoredSession) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        self.each_retained(retained)?;
+        self.each_session(session)
+    }
+
+    /// Calls `f` for every retained message worth keeping, converted.
+    fn each_retained(
+        &self,
+        mut f: impl FnMut(StoredMsg) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         let now = self.now;
         let mut result = Ok(());
         self.retained.for_each(|m| {
             if result.is_ok() && saved_retained(m, now) {
-                result = retained(stored_msg(m, now));
+                result = f(stored_msg(m, now));
             }
         });
-        result?;
+        result
+    }
+
+    /// Calls `f` for every persistent session, converted.
+    fn each_session(
+        &self,
+        mut f: impl FnMut(StoredSession) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let now = self.now;
         for (_, s) in self.sessions.iter() {
             if s.expiry_interval == 0 {
                 continue;
             }
-            session(stored_session(s, now))?;
+            f(stored_session(s, now))?;
         }
         Ok(())
     }

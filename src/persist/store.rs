@@ -88,22 +88,41 @@ impl Store {
         }
     }
 
-    /// Renames the current file out of the way; returns its new name (or why not).
+    /// Moves the current file out of the way, to `FILE.damaged-SECONDS` (or, when that name
+    /// is taken, `FILE.damaged-SECONDS.N`): a file kept earlier is never overwritten. Returns
+    /// the new name (or why not).
     fn set_aside(&self) -> String {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut name = self.path.clone().into_os_string();
-        name.push(format!(".damaged-{secs}"));
-        let to = PathBuf::from(name);
-        match fs::rename(&self.path, &to) {
-            Ok(()) => to.display().to_string(),
-            Err(e) => {
-                warn!("Could not keep the damaged file aside: {e}.");
-                format!("(not kept: {e})")
+        let mut last = None;
+        for n in 0..1000u32 {
+            let mut name = self.path.clone().into_os_string();
+            name.push(format!(".damaged-{secs}"));
+            if n > 0 {
+                name.push(format!(".{n}"));
+            }
+            let to = PathBuf::from(name);
+            // A hard link fails if the name exists, so nothing is replaced; the file is then
+            // unlinked from its old name.
+            match fs::hard_link(&self.path, &to) {
+                Ok(()) => {
+                    if let Err(e) = fs::remove_file(&self.path) {
+                        warn!("Could not move the damaged file aside: {e}.");
+                    }
+                    return to.display().to_string();
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
             }
         }
+        let why = last.map_or_else(|| "too many kept files".to_string(), |e| e.to_string());
+        warn!("Could not keep the damaged file aside: {why}.");
+        format!("(not kept: {why})")
     }
 
     /// Writes a snapshot atomically: `write` produces it into the new file. Returns the bytes
@@ -150,5 +169,42 @@ pub fn save_logged(store: &Store, broker: &crate::broker::Broker) {
             "Error saving persistence file {}: {e}.",
             store.path().display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_files_kept_in_the_same_second_never_overwrite_each_other() {
+        let dir = std::env::temp_dir().join(format!("midge-store-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let store = Store::new(dir.to_str(), "midge.db");
+        for garbage in [
+            &b"not a snapshot 1"[..],
+            b"not a snapshot 2",
+            b"not a snapshot 3",
+        ] {
+            fs::write(store.path(), garbage).unwrap();
+            assert!(matches!(store.load(), Ok(Loaded::Snapshot(_))));
+            assert!(!store.path().exists());
+        }
+        let mut kept: Vec<Vec<u8>> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".damaged-"))
+            .map(|p| fs::read(p).unwrap())
+            .collect();
+        kept.sort();
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(
+            kept,
+            vec![
+                b"not a snapshot 1".to_vec(),
+                b"not a snapshot 2".to_vec(),
+                b"not a snapshot 3".to_vec()
+            ]
+        );
     }
 }
