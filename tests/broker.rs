@@ -567,3 +567,40 @@ fn a_client_closing_under_output_is_logged_as_closing_its_connection() {
     );
     assert!(!m.log_text().contains("Socket error on client leaver"));
 }
+
+/// After a DISCONNECT with a reason, the broker shuts its write side and reads and drops what
+/// the client still sends for a while, so that a client that is still writing (paho sending
+/// its acknowledgements) gets no "broken pipe" and reads the reason, then the end of the stream.
+#[test]
+fn a_client_still_sending_reads_the_disconnect_reason_not_a_reset() {
+    use std::io::{Read, Write};
+    let m = Midge::start("allow_anonymous true\n");
+    let mut c = m.client();
+    let mut body = Vec::new();
+    string(b"MQTT", &mut body);
+    body.extend_from_slice(&[5, 0x02, 0, 0, 0]);
+    string(b"lingering", &mut body);
+    c.send(&packet(0x10, &body));
+    let ack = c.recv();
+    assert_eq!(&ack[..4], &[0x20, 0x09, 0x00, 0x00], "{ack:02x?}");
+    // PUBLISH with QoS 3: malformed, DISCONNECT 0x81.
+    c.send(&[0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x01]);
+    std::thread::sleep(Duration::from_millis(100));
+    // The client goes on writing for a while before it reads.
+    for i in 0..10 {
+        if let Err(e) = c.s.write_all(&[0xc0, 0x00].repeat(2048)) {
+            panic!("write {i} after the broker's DISCONNECT: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        match c.s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("after {got:02x?}: {e}"),
+        }
+    }
+    assert_eq!(got, [0xe0, 0x01, 0x81]);
+}

@@ -110,6 +110,12 @@ const READS_PER_TURN: usize = 1;
 const READ_CHUNK: usize = 64 * 1024;
 /// Most runs of broker output passed to one vectored write (Linux takes up to 1,024).
 const WRITE_SLICES: usize = 64;
+/// How long a closed connection's input is read and dropped before the socket is closed.
+const LINGER_MS: Millis = 2_000;
+/// How often lingering connections are read.
+const LINGER_POLL_MS: Millis = 20;
+/// At most this many lingering connections (each holds a file descriptor); more close at once.
+const LINGER_MAX: usize = 1024;
 
 /// One layer of a connection's transport (TLS, WebSocket framing). It does no IO: the network
 /// loop moves bytes between it, its neighbours and the socket (see the module docs).
@@ -436,6 +442,10 @@ pub struct Server {
     ready: Vec<usize>,
     /// Closed connections whose slots are released at the end of the batch.
     to_release: Vec<usize>,
+    /// Closed plain connections whose write side is shut: what the client still sends is read
+    /// and dropped until it closes or the deadline passes, so that it reads the broker's last
+    /// packet (a DISCONNECT with a reason, a refusing CONNACK) rather than a reset.
+    lingering: Vec<(TcpStream, Millis)>,
     dirty: Vec<ConnId>,
     /// After running out of file descriptors, when to try accepting again.
     accept_retry: Option<Millis>,
@@ -474,6 +484,7 @@ impl Server {
             clock: Clock(Instant::now()),
             ready: Vec::new(),
             to_release: Vec::new(),
+            lingering: Vec::new(),
             dirty: Vec::new(),
             accept_retry: None,
             nodelay,
@@ -597,10 +608,13 @@ impl Server {
             let timeout = if !self.ready.is_empty() {
                 Some(Duration::ZERO)
             } else {
+                let linger =
+                    (!self.lingering.is_empty()).then(|| now.saturating_add(LINGER_POLL_MS));
                 let next = [
                     self.broker.next_deadline(),
                     self.accept_retry,
                     self.save_due(),
+                    linger,
                 ]
                 .into_iter()
                 .flatten()
@@ -678,7 +692,12 @@ impl Server {
                 let mut s = self.socks.remove(key);
                 let _ = self.poll.registry().deregister(&mut s.stream);
                 self.broker.release(key);
+                if s.extra.is_none() && s.stack == 0 && self.lingering.len() < LINGER_MAX {
+                    self.lingering
+                        .push((s.stream, now.saturating_add(LINGER_MS)));
+                }
             }
+            self.linger(now);
         }
     }
 
@@ -997,6 +1016,26 @@ impl Server {
 
     /// The broker has closed `key`: write what is left if the socket takes it, shut it down,
     /// and release the slot after this batch.
+    /// Reads and drops what lingering connections received; closes those whose client closed
+    /// too, failed, or whose time is up.
+    fn linger(&mut self, now: Millis) {
+        let buf = &mut self.scratch;
+        self.lingering.retain_mut(|(s, until)| {
+            if now >= *until {
+                return false;
+            }
+            loop {
+                match s.read(buf) {
+                    Ok(0) => return false,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return false,
+                }
+            }
+        });
+    }
+
     fn closed(&mut self, key: usize) {
         let Some(sock) = self.socks.get_mut(key) else {
             return;
@@ -1034,7 +1073,17 @@ impl Server {
                 }
             }
         }
-        let _ = sock.stream.shutdown(Shutdown::Both);
+        // A plain connection shuts its write side only and lingers (see `lingering`).
+        let plain = sock.stack == 0 && sock.extra.as_ref().is_none_or(|e| e.layers.is_empty());
+        let _ = sock.stream.shutdown(if plain {
+            Shutdown::Write
+        } else {
+            Shutdown::Both
+        });
+        if !plain {
+            // Not lingering: released as it is.
+            sock.stack = u8::MAX;
+        }
         sock.extra = None;
         self.to_release.push(key);
     }
