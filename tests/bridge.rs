@@ -1022,3 +1022,45 @@ fn bridge_max_packet_size_holds_back_large_messages() {
         remote.expect_silence(200);
     }
 }
+
+/// Several addresses without round_robin: a failed first address moves the bridge to the
+/// next one, and once the first one answers again the bridge goes back to it (checked every
+/// 5 s, as mosquitto does).
+#[test]
+fn failover_to_the_second_address_and_back_to_the_first() {
+    let dir1 = TempDir::new();
+    let dir2 = TempDir::new();
+    let (p1, p2) = (free_port(), free_port());
+    let _second = Mosquitto::start(&dir2, p2, "");
+    let m = Midge::start(&format!(
+        "allow_anonymous true\nconnection up\naddress 127.0.0.1:{p1} 127.0.0.1:{p2}\n\
+         restart_timeout 1\ntopic fo/# out 1\n"
+    ));
+    wait_bridge_up(&m);
+    assert!(m
+        .log_text()
+        .contains(&format!("Connecting bridge up (127.0.0.1:{p2})")));
+    let _first = Mosquitto::start(&dir1, p1, "");
+    m.wait_log("the first address answers again")
+        .unwrap_or_else(|| panic!("no switch back:\n{}", m.log_text()));
+    let line = format!("Connecting bridge up (127.0.0.1:{p1})");
+    m.wait_log(&line).unwrap();
+    // Connected to the first address again: a message published now arrives there.
+    let deadline = Instant::now() + patience();
+    let mut s = subscriber(p1, "s1", &[("fo/#", 1)]);
+    let mut lpub = m.client();
+    lpub.handshake("p", true, 60, false);
+    loop {
+        let n = m.log_text().matches("Bridge up connected").count();
+        if n >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    publish_acked(&mut lpub, "fo/x", b"back", 1, false, 1);
+    assert_eq!(
+        take_publish(&mut s),
+        ("fo/x".into(), b"back".to_vec(), 1, false)
+    );
+}

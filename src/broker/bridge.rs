@@ -307,6 +307,11 @@ pub(super) struct Bridge {
     last_use: Millis,
     pub(super) reconnects: u64,
     started_once: bool,
+    /// Connected to a secondary address without round_robin: when to check whether the
+    /// first one answers again (`Millis::MAX`: not now).
+    primary_check: Millis,
+    /// The first address answered: the next attempt goes to it, at once.
+    back_to_primary: bool,
 }
 
 impl Bridge {
@@ -324,6 +329,8 @@ impl Bridge {
             last_use: 0,
             reconnects: 0,
             started_once: false,
+            primary_check: Millis::MAX,
+            back_to_primary: false,
         }
     }
 }
@@ -342,6 +349,10 @@ pub struct Dial {
 /// Longest the network layer may take to resolve and connect, and the remote to answer
 /// CONNECT.
 const CONNECT_TIMEOUT_MS: Millis = 10_000;
+
+/// Connected to a secondary address (no `round_robin`): how often the first one is tried
+/// again, as mosquitto does.
+const PRIMARY_CHECK_MS: Millis = 5_000;
 
 impl Broker {
     /// The bridges' settings, in configuration order.
@@ -460,6 +471,52 @@ impl Broker {
             });
         }
         None
+    }
+
+    /// A bridge connected to a secondary address whose first address should be tried again
+    /// now: the network layer checks that a connection to it opens, off the loop, and calls
+    /// [`Broker::bridge_probed`].
+    pub fn bridge_probe_due(&mut self, now: Millis) -> Option<Dial> {
+        for (b, br) in self.bridges.iter_mut().enumerate() {
+            if !matches!(br.link, Link::Up { .. }) || br.primary_check > now {
+                continue;
+            }
+            br.primary_check = Millis::MAX;
+            let (host, port) = br.cfg.addresses.first()?.clone();
+            return Some(Dial {
+                bridge: b,
+                attempt: br.attempt,
+                host,
+                port,
+                tls: br.cfg.tls.enabled(),
+            });
+        }
+        None
+    }
+
+    /// The answer to [`Broker::bridge_probe_due`]: if the first address accepts connections
+    /// again, the bridge leaves the secondary one and reconnects to it at once.
+    pub fn bridge_probed(&mut self, b: usize, attempt: u64, reachable: bool, now: Millis) {
+        self.now = now;
+        let Some(br) = self.bridges.get_mut(b) else {
+            return;
+        };
+        let Link::Up { conn } = br.link else {
+            return;
+        };
+        if br.attempt != attempt {
+            return;
+        }
+        if !reachable {
+            br.primary_check = now + PRIMARY_CHECK_MS;
+            return;
+        }
+        info!(
+            "Bridge {}: the first address answers again; reconnecting to it.",
+            br.cfg.name
+        );
+        br.back_to_primary = true;
+        self.bridge_disconnect(conn, now);
     }
 
     /// Lazy bridges connect once `threshold` messages wait for the remote.
@@ -676,6 +733,12 @@ impl Broker {
             Millis::MAX
         };
         br.last_use = now;
+        let n = cfg.addresses.len();
+        br.primary_check = if !cfg.round_robin && n > 1 && br.address % n != 0 {
+            now + PRIMARY_CHECK_MS
+        } else {
+            Millis::MAX
+        };
         self.sessions[sid].conn = Some(id);
         // The remote's subscriptions: the `in` and `both` topics; `out` ones are unsubscribed
         // in case an earlier configuration had them the other way (bridge_attempt_unsubscribe).
@@ -764,7 +827,14 @@ impl Broker {
         let br = &mut self.bridges[b];
         br.link = Link::Down;
         br.next_ping = Millis::MAX;
+        br.primary_check = Millis::MAX;
         let n = br.cfg.addresses.len().max(1);
+        if std::mem::take(&mut br.back_to_primary) {
+            br.address = 0;
+            br.retry_at = now;
+            br.backoff = br.cfg.restart_base as Millis * 1000;
+            return;
+        }
         br.address = (br.address + 1) % n;
         let base = br.cfg.restart_base as Millis * 1000;
         let delay = match br.cfg.restart_cap {
@@ -829,7 +899,15 @@ impl Broker {
                     }
                     _ => Millis::MAX,
                 };
-                br.retry_at.min(br.next_ping).min(start).min(idle)
+                let primary = match br.link {
+                    Link::Up { .. } => br.primary_check,
+                    _ => Millis::MAX,
+                };
+                br.retry_at
+                    .min(br.next_ping)
+                    .min(start)
+                    .min(idle)
+                    .min(primary)
             })
             .min()
             .filter(|&t| t != Millis::MAX)

@@ -22,7 +22,18 @@ use crate::broker::Dial;
 /// The resolver thread's wake-up token.
 pub(super) const RESOLVER_TOKEN: usize = CONN_BASE - 2;
 
-type Answer = (Dial, Result<Vec<SocketAddr>, String>);
+/// What the resolver thread is asked: resolve a name, or (`probe`) also check that a
+/// connection to it opens (a bridge on a secondary address looking at its first one).
+struct Ask {
+    dial: Dial,
+    probe: bool,
+}
+
+/// The addresses found, or why not; for a probe, the address that accepted a connection.
+type Answer = (Dial, bool, Result<Vec<SocketAddr>, String>);
+
+/// How long a probe of a bridge's first address may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the server keeps for its bridges: the resolver, and each bridge's TLS client
 /// configuration (`None`: plain TCP).
@@ -35,24 +46,35 @@ pub(super) struct Links {
 
 /// The resolver thread and its channels (started when first needed).
 struct Resolver {
-    ask: mpsc::Sender<Dial>,
+    ask: mpsc::Sender<Ask>,
     answers: mpsc::Receiver<Answer>,
 }
 
 impl Resolver {
     fn start(waker: Waker) -> io::Result<Resolver> {
-        let (ask, questions) = mpsc::channel::<Dial>();
+        let (ask, questions) = mpsc::channel::<Ask>();
         let (tell, answers) = mpsc::channel::<Answer>();
         let waker = Arc::new(waker);
         std::thread::Builder::new()
             .name("resolver".into())
             .spawn(move || {
-                for d in questions {
-                    let r = (d.host.as_str(), d.port)
+                for Ask { dial: d, probe } in questions {
+                    let r: Result<Vec<SocketAddr>, String> = (d.host.as_str(), d.port)
                         .to_socket_addrs()
                         .map(|a| a.collect())
                         .map_err(|e| e.to_string());
-                    if tell.send((d, r)).is_err() {
+                    let r = match r {
+                        // A probe answers with the address that accepted a connection.
+                        Ok(addrs) if probe => Ok(addrs
+                            .into_iter()
+                            .find(|a| {
+                                std::net::TcpStream::connect_timeout(a, PROBE_TIMEOUT).is_ok()
+                            })
+                            .into_iter()
+                            .collect()),
+                        r => r,
+                    };
+                    if tell.send((d, probe, r)).is_err() {
                         return;
                     }
                     let _ = waker.wake();
@@ -66,31 +88,45 @@ impl Server {
     /// Starts the connections the core says are due.
     pub(super) fn bridges_due(&mut self) {
         let now = self.now();
+        while let Some(d) = self.broker.bridge_probe_due(now) {
+            self.ask_resolver(d, true, now);
+        }
         while let Some(d) = self.broker.bridge_due(now) {
             if let Ok(ip) = d.host.parse::<IpAddr>() {
                 let addr = SocketAddr::new(ip, d.port);
                 self.bridge_connect(d, &[addr]);
                 continue;
             }
-            if self.links.resolver.is_none() {
-                let started = Waker::new(self.poll.registry(), Token(RESOLVER_TOKEN))
-                    .and_then(Resolver::start);
-                match started {
-                    Ok(r) => self.links.resolver = Some(r),
-                    Err(e) => {
-                        error!("Unable to start the resolver thread: {e}.");
-                        self.broker
-                            .bridge_failed(d.bridge, d.attempt, "no resolver", now);
-                        continue;
-                    }
+            self.ask_resolver(d, false, now);
+        }
+    }
+
+    /// Hands `d` to the resolver thread (started on first use).
+    fn ask_resolver(&mut self, d: Dial, probe: bool, now: crate::broker::Millis) {
+        if self.links.resolver.is_none() {
+            let started =
+                Waker::new(self.poll.registry(), Token(RESOLVER_TOKEN)).and_then(Resolver::start);
+            match started {
+                Ok(r) => self.links.resolver = Some(r),
+                Err(e) => {
+                    error!("Unable to start the resolver thread: {e}.");
+                    self.resolver_failed(d, probe, "no resolver", now);
+                    return;
                 }
             }
-            if let Some(r) = &self.links.resolver {
-                if let Err(mpsc::SendError(d)) = r.ask.send(d) {
-                    self.broker
-                        .bridge_failed(d.bridge, d.attempt, "resolver gone", now);
-                }
+        }
+        if let Some(r) = &self.links.resolver {
+            if let Err(mpsc::SendError(a)) = r.ask.send(Ask { dial: d, probe }) {
+                self.resolver_failed(a.dial, probe, "resolver gone", now);
             }
+        }
+    }
+
+    fn resolver_failed(&mut self, d: Dial, probe: bool, why: &str, now: crate::broker::Millis) {
+        if probe {
+            self.broker.bridge_probed(d.bridge, d.attempt, false, now);
+        } else {
+            self.broker.bridge_failed(d.bridge, d.attempt, why, now);
         }
     }
 
@@ -100,9 +136,16 @@ impl Server {
             let Some(r) = &self.links.resolver else {
                 return;
             };
-            let Ok((d, answer)) = r.answers.try_recv() else {
+            let Ok((d, probe, answer)) = r.answers.try_recv() else {
                 return;
             };
+            if probe {
+                let now = self.now();
+                let reachable = answer.is_ok_and(|a| !a.is_empty());
+                self.broker
+                    .bridge_probed(d.bridge, d.attempt, reachable, now);
+                continue;
+            }
             match answer {
                 Ok(mut addrs) if !addrs.is_empty() => {
                     // IPv4 first: a remote listening on 127.0.0.1 only is reached from
