@@ -551,3 +551,22 @@ fn v5_session_takeover() {
         ],
     );
 }
+
+/// The broker's Receive Maximum (max_inflight_messages 2) with paho sending 8 QoS 2 messages at
+/// once: answered with PUBREC 0x97 over the quota, as mosquitto 2.0.20 does, so paho is never
+/// cut off mid-acknowledgement ("broken pipe") and goes on working [MQTT-3.3.4-9].
+#[test]
+fn v5_receive_maximum_of_the_broker_with_paho() {
+    let m = Midge::start("allow_anonymous true\nmax_inflight_messages 2\n");
+    expect_transcript(
+        &m,
+        "v5_receive_max_in.py",
+        &[
+            "broker Receive Maximum 2",
+            "all acknowledged True",
+            "publisher disconnects []",
+            "then a QoS 1 publish is acknowledged with 0",
+            "publisher disconnects []",
+        ],
+    );
+}
