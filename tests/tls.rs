@@ -138,8 +138,15 @@ fn make_pki() -> PathBuf {
         "ca.cnf",
     );
     sign("revoked", "/CN=sensor2", "client", now, later, "ca.cnf");
+    sign("late", "/CN=sensor3", "client", now, later, "ca.cnf");
     openssl(d, &["ca", "-config", "ca.cnf", "-revoke", "revoked.crt"]);
     openssl(d, &["ca", "-config", "ca.cnf", "-gencrl", "-out", "ca.crl"]);
+    // A later CRL that also revokes `late` (for the SIGHUP reload of the CRL).
+    openssl(d, &["ca", "-config", "ca.cnf", "-revoke", "late.crt"]);
+    openssl(
+        d,
+        &["ca", "-config", "ca.cnf", "-gencrl", "-out", "ca-later.crl"],
+    );
     // Signed by the other CA: same subject as a good client.
     let other = std::fs::read_to_string(d.join("ca.cnf"))
         .unwrap()
@@ -731,4 +738,35 @@ fn unusable_tls_files_stop_start_up_with_the_line() {
         assert_eq!(code, Some(1), "{log}");
         assert!(log.contains(want), "wanted {want:?} in:\n{log}");
     }
+}
+
+/// SIGHUP also re-reads the CRL (mosquitto does not): a certificate revoked in the new CRL is
+/// refused from the next connection on, while the other clients go on.
+#[test]
+fn sighup_reloads_the_crl() {
+    let dir = TempDir::new();
+    let crl = dir.path("ca.crl");
+    std::fs::copy(pem("ca.crl"), &crl).unwrap();
+    let m = tls_broker(&format!(
+        "cafile {}\ncrlfile {}\nrequire_certificate true\nallow_anonymous true\n",
+        pem("ca.crt"),
+        crl.display()
+    ));
+    let publish = |cert: &str| {
+        run(mosq("mosquitto_pub", &m, "ca.crt", &[]).args(with_cert(cert, &["-t", "x", "-m", "y"])))
+            .status
+            .success()
+    };
+    assert!(publish("late"), "log:\n{}", m.log_text());
+    std::fs::copy(pem("ca-later.crl"), &crl).unwrap();
+    let o = run(Command::new("kill").args(["-HUP", &m.pid().to_string()]));
+    assert!(o.status.success());
+    assert!(m.wait_log("Reloading config.").is_some());
+    let deadline = Instant::now() + patience();
+    while publish("late") {
+        assert!(Instant::now() < deadline, "the new CRL was never applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(m.wait_log("the client's certificate is revoked").is_some());
+    assert!(publish("client"), "log:\n{}", m.log_text());
 }
