@@ -278,6 +278,15 @@ def limits(v):
         for i in range(4):
             sc.send(0, publish(v, sc.t(), b"q", 2, pid=20 + i))
         res.append(sc.wait(0))
+        # a burst past Receive Maximum 2: the quota pattern, then what a subscriber gets
+        sc = Scn("limits/v5/receive-maximum-burst", L)
+        sc.open(1, v, keep=10)
+        sc.send(1, subscribe(5, 1, [(sc.t(), 2)])).sync(1)
+        sc.open(0, v, keep=10)
+        sc.send(0, b"".join(publish(5, sc.t(), b"m%d" % i, 2, pid=1 + i) for i in range(8)))
+        sc.recv(0, 8)
+        sc.send(0, b"".join(ack(0x62, 1 + i) for i in range(8))).recv(0, 8)
+        res.append(sc.recv(1, 2))
         sc = Scn("limits/v5/topic-alias-over-max", L)
         sc.open(0, v, keep=10)
         res.append(sc.send(0, publish(5, sc.t(), b"a", 0, prop=p_u16(TOPIC_ALIAS, 3))).wait(0))
