@@ -309,6 +309,7 @@ fn midge_answers_as_mosquitto_2_0_20() {
         by_config.entry(&sc.config).or_default().push(sc);
     }
     let results: Mutex<BTreeMap<String, Option<Mismatch>>> = Mutex::new(BTreeMap::new());
+    let known = known();
     for (config, scs) in &by_config {
         let midge = Midge::start_conf(&config_text(config));
         let next = AtomicUsize::new(0);
@@ -322,9 +323,19 @@ fn midge_answers_as_mosquitto_2_0_20() {
                 });
             }
         });
+        // A scenario that differed unexpectedly is played once more, alone, so that a machine
+        // too busy to answer within the bound while 32 scenarios ran does not fail the test;
+        // a real difference differs again.
+        for sc in scs {
+            let listed = known.iter().any(|(p, _)| matches(p, &sc.name));
+            let differed = results.lock().unwrap()[&sc.name].is_some();
+            if differed && !listed {
+                let r = play(midge.port, sc);
+                results.lock().unwrap().insert(sc.name.clone(), r);
+            }
+        }
     }
     let results = results.into_inner().unwrap();
-    let known = known();
     let mut agree = 0;
     let mut known_hits: Vec<(String, String)> = Vec::new();
     let mut unexpected = Vec::new();
