@@ -30,6 +30,7 @@
 //! | `timers.rs` | the deadline heaps and where deadlines are armed; keepalive, CONNECT timeout |
 //! | `snapshot.rs` | persistence: snapshot and restore |
 //! | `sys.rs` | `$SYS` topics |
+//! | `bridge.rs` | bridges: the broker as a client of a remote broker |
 //! | `conn.rs`, `session.rs` | a connection's and a session's state (QoS 2 state: `session.rs`) |
 //! | `message.rs`, `config.rs` | the message type; the core's settings |
 //! | `out.rs` | a connection's output: a ring of encoded bytes and shared payload references |
