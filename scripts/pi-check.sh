@@ -76,6 +76,11 @@ TEST_THREADS=${PI_TEST_THREADS:-1}
 SHIM_DIR=/var/cache/midge-pi
 MAX_ARMV6_BYTES=2097152       # 2 MiB: the size budget of the stripped armv6 binary (with TLS)
 MAX_ARMV6_NOTLS_BYTES=1048576 # 1 MiB: the same built without TLS, for the smallest boards
+# std for the release binaries without its backtrace symbolizer (gimli, addr2line, miniz_oxide,
+# rustc-demangle: about 100 kB on armv6). The release profile aborts on panic, and a panic
+# still prints its message and location; only RUST_BACKTRACE's symbol names are gone. The
+# test builds keep cargo's default std features.
+RELEASE_STD=panic-unwind
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -255,7 +260,9 @@ xcargo() {
       "CARGO_TARGET_${T}_RUNNER=$QEMU" \
       XCHECK_EXEC_WRAPPER="$QEMU"
     # -k: a qemu process stuck after fork ignores SIGTERM.
-    timeout -k 30 "$limit" /usr/bin/cargo "$@" --target "$TRIPLE" -Z build-std=std,panic_abort
+    # XSTD_FEATURES: std's features for this build (cargo's default when unset).
+    timeout -k 30 "$limit" /usr/bin/cargo "$@" --target "$TRIPLE" -Z build-std=std,panic_abort \
+      ${XSTD_FEATURES:+-Z build-std-features=$XSTD_FEATURES}
   )
 }
 
@@ -338,7 +345,7 @@ for board in $BOARDS; do
   # target/pi are stripped.
   bin_args=()
   for b in "${SHIP[@]}"; do bin_args+=(--bin "$b"); done
-  if ! CARGO_PROFILE_RELEASE_STRIP=false xcargo 3600 build --release "${bin_args[@]}" \
+  if ! CARGO_PROFILE_RELEASE_STRIP=false XSTD_FEATURES=$RELEASE_STD xcargo 3600 build --release "${bin_args[@]}" \
          --message-format=json-render-diagnostics >"$json"; then
     fail "$board: release build"
     continue
@@ -379,7 +386,7 @@ for board in $BOARDS; do
   if [[ $board == pizero ]]; then
     # The smallest boards' build: no TLS.
     log "$board: release build without TLS (--no-default-features)"
-    if CARGO_PROFILE_RELEASE_STRIP=false xcargo 3600 build --release --bin midge --no-default-features \
+    if CARGO_PROFILE_RELEASE_STRIP=false XSTD_FEATURES=$RELEASE_STD xcargo 3600 build --release --bin midge --no-default-features \
          --message-format=json-render-diagnostics >"$json.notls"; then
       bin=$(grep -o '"executable":"[^"]*"' "$json.notls" | sed 's/^"executable":"//; s/"$//' | tail -n1)
       out=$OUT_DIR/midge-$ARCH-notls
