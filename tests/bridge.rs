@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+/// Debian's mosquitto; `MIDGE_TEST_MOSQUITTO` names another build to compare with.
+fn mosquitto_path() -> String {
+    std::env::var("MIDGE_TEST_MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into())
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -46,9 +49,10 @@ struct Mosquitto {
 
 impl Mosquitto {
     fn start(dir: &TempDir, port: u16, extra: &str) -> Mosquitto {
+        let mosquitto = mosquitto_path();
         assert!(
-            Path::new(MOSQUITTO).exists(),
-            "{MOSQUITTO} is needed (apt-get install mosquitto)"
+            Path::new(&mosquitto).exists(),
+            "{mosquitto} is needed (apt-get install mosquitto)"
         );
         let conf = dir.write(
             "remote.conf",
@@ -56,7 +60,7 @@ impl Mosquitto {
             // which cannot write its persistence file in our directory.
             &format!("listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n{extra}"),
         );
-        let child = Command::new(MOSQUITTO)
+        let child = Command::new(&mosquitto)
             .args(["-c", conf.to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -358,8 +362,13 @@ fn boot_without_remote_queues_and_connects_when_it_appears() {
 
 /// Counts what a persistent subscriber on the remote receives, reconnecting as the remote
 /// comes and goes: payloads are "Q:SEQ".
-fn counting_subscriber(port: u16, stop: Arc<AtomicBool>, got: Arc<Mutex<Vec<(u8, u64)>>>) {
+/// What the counting subscriber received: (QoS of the payload, sequence number, number of
+/// its connection, DUP).
+type Arrival = (u8, u64, u32, bool);
+
+fn counting_subscriber(port: u16, stop: Arc<AtomicBool>, got: Arc<Mutex<Vec<Arrival>>>) {
     let mut first = true;
+    let mut nconn = 0;
     // QoS 2 packet identifiers received and not yet released (the session outlives
     // connections).
     let mut pending = std::collections::HashSet::new();
@@ -368,6 +377,7 @@ fn counting_subscriber(port: u16, stop: Arc<AtomicBool>, got: Arc<Mutex<Vec<(u8,
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
+        nconn += 1;
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let _ = s.set_nodelay(true);
@@ -427,9 +437,12 @@ fn counting_subscriber(port: u16, stop: Arc<AtomicBool>, got: Arc<Mutex<Vec<(u8,
                         // [MQTT-4.3.3-9]: counted once.
                         let fresh = qos != 2 || pending.insert(pid);
                         if let (true, Some((q, n))) = (fresh, text.split_once(':')) {
-                            got.lock()
-                                .unwrap()
-                                .push((q.parse().unwrap_or(9), n.parse().unwrap_or(0)));
+                            got.lock().unwrap().push((
+                                q.parse().unwrap_or(9),
+                                n.parse().unwrap_or(0),
+                                nconn,
+                                p[0] & 8 != 0,
+                            ));
                         }
                         let a = match qos {
                             1 => Some(ack(0x40, pid)),
@@ -524,6 +537,143 @@ impl Remote {
     }
 }
 
+/// A packet the bridge sent to the remote: a PUBLISH of "Q:SEQ", or a PUBREL.
+#[derive(Clone, Copy, Debug)]
+enum Sent {
+    Publish {
+        dup: bool,
+        qos: u8,
+        seq: u64,
+        pid: u16,
+    },
+    Pubrel(u16),
+}
+
+/// A TCP relay between the bridge and the remote that records, per connection, the
+/// PUBLISH packets the bridge sends (3.1.1 framing). A connection it cannot pass on to the
+/// remote (stopped) is closed at once, as a refused connect would be.
+fn recording_proxy(
+    listener: TcpListener,
+    remote: u16,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<Vec<Sent>>>>,
+) {
+    listener.set_nonblocking(true).unwrap();
+    while !stop.load(Ordering::SeqCst) {
+        let Ok((down, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let _ = down.set_nonblocking(false);
+        let Ok(up) = TcpStream::connect(("127.0.0.1", remote)) else {
+            continue;
+        };
+        let _ = down.set_nodelay(true);
+        let _ = up.set_nodelay(true);
+        let n = {
+            let mut c = conns.lock().unwrap();
+            c.push(Vec::new());
+            c.len() - 1
+        };
+        let (mut d2, mut u2) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+        let (d3, u3) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+        // Remote to bridge: passed on as is.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut u2, &mut d2);
+            let _ = d2.shutdown(std::net::Shutdown::Both);
+            let _ = u2.shutdown(std::net::Shutdown::Both);
+        });
+        // Bridge to remote: passed on, PUBLISH packets recorded.
+        let conns = conns.clone();
+        std::thread::spawn(move || {
+            let (mut down, mut up) = (down, up);
+            let mut buf: Vec<u8> = Vec::new();
+            let mut chunk = [0u8; 65536];
+            loop {
+                let k = match down.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => k,
+                };
+                buf.extend_from_slice(&chunk[..k]);
+                while let Some(p) = take_packet(&mut buf) {
+                    let body = &p.1;
+                    if p.0 >> 4 == 3 {
+                        let qos = (p.0 >> 1) & 3;
+                        let tl = u16::from_be_bytes([body[0], body[1]]) as usize;
+                        let mut j = 2 + tl;
+                        let mut pid = 0;
+                        if qos > 0 {
+                            pid = u16::from_be_bytes([body[j], body[j + 1]]);
+                            j += 2;
+                        }
+                        let text = String::from_utf8_lossy(&body[j..]).to_string();
+                        if let Some((_, s)) = text.split_once(':') {
+                            conns.lock().unwrap()[n].push(Sent::Publish {
+                                dup: p.0 & 8 != 0,
+                                qos,
+                                seq: s.parse().unwrap_or(0),
+                                pid,
+                            });
+                        }
+                    } else if p.0 == 0x62 && body.len() == 2 {
+                        let pid = u16::from_be_bytes([body[0], body[1]]);
+                        conns.lock().unwrap()[n].push(Sent::Pubrel(pid));
+                    }
+                }
+                if up.write_all(&chunk[..k]).is_err() {
+                    break;
+                }
+            }
+            let _ = d3.shutdown(std::net::Shutdown::Both);
+            let _ = u3.shutdown(std::net::Shutdown::Both);
+        });
+    }
+}
+
+/// Where the PUBLISH of `seq` and the PUBRELs of its packet identifier went: (connection,
+/// position on it, packet).
+fn wire_story(wire: &[Vec<Sent>], seq: u64) -> String {
+    let mut pid = None;
+    let mut out = Vec::new();
+    for (n, c) in wire.iter().enumerate() {
+        for (i, x) in c.iter().enumerate() {
+            match *x {
+                Sent::Publish { seq: s, pid: p, .. } if s == seq => {
+                    pid = Some(p);
+                    out.push(format!("{n}/{i}/{}: {x:?}", c.len()));
+                }
+                Sent::Pubrel(p) if Some(p) == pid => {
+                    out.push(format!("{n}/{i}/{}: {x:?}", c.len()))
+                }
+                _ => {}
+            }
+        }
+    }
+    out.join(", ")
+}
+
+/// The first whole MQTT packet in `buf` as (first byte, body), removed from `buf`.
+fn take_packet(buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>)> {
+    let mut len = 0usize;
+    let mut i = 1;
+    loop {
+        let b = *buf.get(i)?;
+        len |= ((b & 0x7f) as usize) << (7 * (i - 1));
+        if b & 0x80 == 0 {
+            break;
+        }
+        i += 1;
+        if i > 4 {
+            return None;
+        }
+    }
+    if buf.len() < i + 1 + len {
+        return None;
+    }
+    let p: Vec<u8> = buf.drain(..i + 1 + len).collect();
+    Some((p[0], p[i + 1..].to_vec()))
+}
+
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -534,16 +684,25 @@ fn env_num(name: &str, default: u64) -> u64 {
 /// The remote (midge) is stopped and started again several times, and midge itself once (with
 /// persistence), while a local publisher sends QoS 1 and QoS 2 messages at a steady rate:
 /// every acknowledged QoS 1 message reaches the remote at least once and every QoS 2 message
-/// exactly once, in the order published.
+/// exactly once, in the order published. The bridge reaches the remote through a relay that
+/// records what it sends: on every connection, per QoS, the PUBLISH packets go out in the
+/// order published (unacknowledged ones again first, with DUP, in their original order
+/// [MQTT-4.4.0-1]), and the first transmissions over the whole run are in order
+/// [MQTT-4.6.0-2] [MQTT-4.6.0-3].
 #[test]
 fn faults_midge_remote_and_midge_restarts_lose_nothing() {
     faults(true);
 }
 
-/// The same with Debian's mosquitto as the remote: nothing lost, no QoS 2 duplicate. The order
-/// of first arrivals is printed, not asserted: after its own restarts mosquitto 2.0.11 hands
-/// its subscriber a few messages out of order (6 of 5,188 in a 30 s run; none with midge as
-/// the remote, fed by the same bridge).
+/// The same with Debian's mosquitto as the remote: nothing lost, no QoS 2 duplicate, and the
+/// bridge's own sends checked in order as above. The order in which mosquitto hands the
+/// messages to its subscriber is printed, not asserted: after its restarts mosquitto 2.0.11
+/// now and then delivers one late. In a recorded run (30 s, 8 remote restarts) QoS 2 message
+/// 1688 reached the subscriber after 1700, although the relay saw the bridge send 1688 once,
+/// without DUP, before 1690..1700 on the same connection: the reordering is mosquitto's.
+/// About one 30 s run in eight shows it (1 to 6 messages of some 5,000-7,000); with midge as
+/// the remote, fed by the same bridge, none. `MIDGE_TEST_MOSQUITTO=PATH` runs another
+/// mosquitto build as the remote.
 #[test]
 fn faults_mosquitto_remote_and_midge_restarts_lose_nothing() {
     faults(false);
@@ -576,11 +735,20 @@ fn faults(remote_midge: bool) {
         }
     };
     let mut remote = Some(start_remote());
+    // The bridge reaches the remote through a relay that records what it sends.
+    let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+    let pport = relay.local_addr().unwrap().port();
+    let stop_relay = Arc::new(AtomicBool::new(false));
+    let wire = Arc::new(Mutex::new(Vec::new()));
+    let relay = {
+        let (stop, wire) = (stop_relay.clone(), wire.clone());
+        std::thread::spawn(move || recording_proxy(relay, rport, stop, wire))
+    };
     let lport = free_port();
     let lconf = format!(
         "listener {lport} 127.0.0.1\nallow_anonymous true\npersistence true\n\
          persistence_location {}/\nmax_queued_messages 0\n\
-         connection up\naddress 127.0.0.1:{rport}\nrestart_timeout 1 2\n\
+         connection up\naddress 127.0.0.1:{pport}\nrestart_timeout 1 2\n\
          topic # out 2 local/ site/\n",
         ldir.0.display()
     );
@@ -649,7 +817,7 @@ fn faults(remote_midge: bool) {
     sub.join().unwrap();
     let got = got.lock().unwrap().clone();
     let mut count: HashMap<u64, usize> = HashMap::new();
-    for (_, s) in &got {
+    for (_, s, ..) in &got {
         *count.entry(*s).or_default() += 1;
     }
     let lost: Vec<u64> = acked
@@ -668,17 +836,85 @@ fn faults(remote_midge: bool) {
     let mut seen = std::collections::HashSet::new();
     let mut last = [0u64; 3];
     let mut out_of_order = 0;
-    for (q, s) in &got {
+    let mut disorder_seqs = std::collections::HashSet::new();
+    for (q, s, ..) in &got {
         if seen.insert(*s) {
             let q = (*q as usize).min(2);
             if *s < last[q] {
                 out_of_order += 1;
                 println!("out of order: QoS {q} {s} after {}", last[q]);
+                disorder_seqs.insert(*s);
             }
             last[q] = *s;
         }
     }
+    stop_relay.store(true, Ordering::SeqCst);
+    relay.join().unwrap();
+    let wire = wire.lock().unwrap().clone();
+    // What the bridge sent [MQTT-4.4.0-1] [MQTT-4.6.0-2..3]: on each connection, per QoS,
+    // sequence numbers increase (the resent in-flight ones first, in their original order,
+    // then the new ones); over the whole run, the first transmission of each one increases.
+    let mut wire_disorder = Vec::new();
+    let mut first_sent = std::collections::HashSet::new();
+    let mut last_first = [0u64; 3];
+    let (mut resent, mut first_disorder) = (0, Vec::new());
+    for (n, c) in wire.iter().enumerate() {
+        let mut last = [0u64; 3];
+        for &x in c {
+            let Sent::Publish {
+                dup, qos: q, seq, ..
+            } = x
+            else {
+                continue;
+            };
+            let q = (q as usize).min(2);
+            if seq <= last[q] {
+                wire_disorder.push((n, q, seq, last[q]));
+            }
+            last[q] = seq;
+            resent += dup as usize;
+            if first_sent.insert(seq) {
+                if seq < last_first[q] {
+                    first_disorder.push((q, seq, last_first[q]));
+                }
+                last_first[q] = seq;
+            }
+        }
+    }
+    let mut disorder_seqs: Vec<u64> = disorder_seqs.into_iter().collect();
+    disorder_seqs.sort();
+    for s in &disorder_seqs {
+        println!("  {s}: {}", wire_story(&wire, *s));
+        let at: Vec<_> = got.iter().filter(|x| x.1 == *s).collect();
+        println!("  {s}: the subscriber got (QoS, seq, connection, DUP) {at:?}");
+    }
+    let mut last_seen = [0u64; 3];
+    let mut seen2 = std::collections::HashSet::new();
+    for (i, (q, s, ..)) in got.iter().enumerate() {
+        let q = (*q as usize).min(2);
+        if seen2.insert(*s) {
+            if *s < last_seen[q] {
+                let from = i.saturating_sub(12);
+                println!(
+                    "  subscriber arrivals around {s}: {:?}",
+                    &got[from..(i + 4).min(got.len())]
+                );
+                println!("  {}: {}", last_seen[q], wire_story(&wire, last_seen[q]));
+            }
+            last_seen[q] = *s;
+        }
+    }
     let sent = *sent.lock().unwrap();
+    println!(
+        "bridge to remote: {} connections, {} PUBLISH, {resent} with DUP, out of order on a connection {}, first transmissions out of order {}",
+        wire.len(),
+        wire.iter()
+            .flatten()
+            .filter(|x| matches!(x, Sent::Publish { .. }))
+            .count(),
+        wire_disorder.len(),
+        first_disorder.len()
+    );
     println!(
         "bridge faults ({} remote, {secs} s, {restarts} remote restarts, 1 midge restart): sent {sent}, acknowledged {}, received {}, QoS 1 duplicates {dup1}, QoS 2 duplicates {}, lost {}, out of order {out_of_order}",
         if remote_midge { "midge" } else { "mosquitto" },
@@ -690,6 +926,14 @@ fn faults(remote_midge: bool) {
     assert!(acked.len() as u64 > secs * 20, "the publisher hardly ran");
     assert!(lost.is_empty(), "lost: {lost:?}");
     assert!(dup2.is_empty(), "QoS 2 duplicates: {dup2:?}");
+    assert!(
+        wire_disorder.is_empty(),
+        "sent out of order: {wire_disorder:?}"
+    );
+    assert!(
+        first_disorder.is_empty(),
+        "first sent out of order: {first_disorder:?}"
+    );
     if remote_midge {
         assert_eq!(out_of_order, 0);
     }
