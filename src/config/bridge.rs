@@ -2,7 +2,8 @@
 //! after it configure that bridge (mosquitto's names, meanings and defaults; see
 //! `broker::BridgeConfig`).
 
-use super::{boolean, number, one, rest, Config};
+use super::values::{boolean, number, one, rest};
+use super::Config;
 use crate::broker::{BridgeConfig, BridgeTopic, Direction, StartType};
 use crate::mqtt::{QoS, Version};
 
