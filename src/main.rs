@@ -15,6 +15,7 @@ use midge::broker::{Broker, ListenerPolicy};
 use midge::config::{self, Config};
 use midge::logging::{self, LogOptions};
 use midge::net;
+use midge::persist::atomic::NewFile;
 use midge::store::{Autosave, Loaded, Store};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -163,7 +164,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = &cfg.pid_file {
-        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+        if let Err(e) = write_pid_file(path) {
             error!("Error: Unable to write pid file {path}: {e}.");
             return ExitCode::from(1);
         }
@@ -291,6 +292,23 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes this process's id and a newline to `path`, atomically: an init script or a
+/// supervisor reading the file at the moment it appears sees the whole line, never an empty
+/// or partial file.
+fn write_pid_file(path: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut new = NewFile::create(
+        std::path::PathBuf::from(format!("{path}.new")),
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+    )?;
+    new.file()
+        .write_all(format!("{}\n", std::process::id()).as_bytes())?;
+    new.commit(std::path::Path::new(path))
 }
 
 /// `user NAME`: when started as root, continue as NAME (after the listeners are open, so

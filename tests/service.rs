@@ -217,11 +217,14 @@ fn daemon_mode_detaches_and_writes_the_pid_file() {
         .status()
         .unwrap();
     assert!(status.success(), "the foreground process exits 0 at once");
-    // The file may exist a moment before the daemon has written its pid into it.
-    let read_pid =
-        || -> Option<u32> { std::fs::read_to_string(&pid_path).ok()?.trim().parse().ok() };
+    // The daemon writes the file atomically, so it appears holding the whole line; the
+    // content is still checked whole (digits and one newline).
+    let read_pid = || -> Option<u32> {
+        let text = std::fs::read_to_string(&pid_path).ok()?;
+        text.strip_suffix('\n')?.parse().ok()
+    };
     wait_until("the pid file", || read_pid().is_some());
-    let pid: u32 = read_pid().unwrap();
+    let pid = read_pid().unwrap();
     assert!(alive(pid));
     let port = port_of_log(&log_path);
     let mut c = Client::connect(port);
