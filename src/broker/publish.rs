@@ -227,7 +227,12 @@ impl Broker {
         if msg.retain {
             // [MQTT-3.3.1-5] [MQTT-3.3.1-10]
             self.retained.set(&msg);
-            self.stats.changes += 1;
+            // The broker's own `$SYS` values are never saved (snapshot.rs), so they are no
+            // change for `autosave_on_changes` to count: a `$SYS` round must not trigger a
+            // save ahead of the changes it is meant to wait for.
+            if !msg.topic.starts_with("$SYS") {
+                self.stats.changes += 1;
+            }
         }
         let mut matches = std::mem::take(&mut self.scratch_matches);
         self.subs

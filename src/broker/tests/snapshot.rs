@@ -146,6 +146,32 @@ fn sys_topics_are_published_retained_when_they_change() {
 }
 
 #[test]
+fn sys_rounds_are_no_changes_for_autosave() {
+    let mut h = with_policy(|_| {}, |c| c.sys_interval = 10);
+    let before = h.b.changes();
+    h.b.tick(h.now);
+    h.client(1, connect("dash", true, 0));
+    h.advance(10_000);
+    h.advance(10_000);
+    assert!(h.b.retained().get("$SYS/broker/uptime").is_some());
+    assert_eq!(h.b.changes(), before, "$SYS values are not saved");
+    // A client's retained message is one.
+    h.send(
+        1,
+        Packet::Publish(Publish {
+            props: Properties::default(),
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: "home/state",
+            pid: None,
+            payload: b"on",
+        }),
+    );
+    assert_eq!(h.b.changes(), before + 1);
+}
+
+#[test]
 fn streamed_snapshot_decodes_to_the_collected_one() {
     let mut h = H::new();
     h.client(1, connect("sub", false, 0));
