@@ -457,11 +457,7 @@ fn v5_session_expiry() {
             "got: ['marker']",
         ],
     );
-    assert!(
-        m.log_text().contains("Client v5-se-sub expired."),
-        "log:\n{}",
-        m.log_text()
-    );
+    m.expect_log("Client v5-se-sub expired.");
 }
 
 /// Message Expiry Interval [MQTT-3.3.2-5] [MQTT-3.3.2-6]: a queued QoS 1 message with 1 s is
@@ -505,17 +501,13 @@ fn v5_mixed_protocol_versions() {
             "mix-sub311 got topic='mix/from5' payload=b'from 5 \\x00\\xff' qos=1 retain=0",
         ],
     );
-    let log = m.log_text();
     for who in [
         "mix-sub5 (p5,",
         "mix-sub311 (p2,",
         "mix-pub5 (p5,",
         "mix-pub311 (p2,",
     ] {
-        assert!(
-            log.contains(&format!(" as {who}")),
-            "{who} not logged:\n{log}"
-        );
+        m.expect_log(&format!(" as {who}"));
     }
 }
 

@@ -411,11 +411,7 @@ fn use_identity_as_username_with_an_acl_keyed_on_the_cn() {
         text(&sub.output().stdout),
         "sensors/sensor1/t sensors/sensor1/t\n"
     );
-    assert!(
-        m.log_text().contains("u'sensor1'"),
-        "log:\n{}",
-        m.log_text()
-    );
+    m.expect_log("u'sensor1'");
     assert!(
         m.wait_log("Dropped denied PUBLISH").is_some(),
         "log:\n{}",

@@ -191,6 +191,14 @@ impl Midge {
         }
     }
 
+    /// Waits for a log line containing `needle` (the log is read from the broker's stderr by
+    /// a thread, so a line written just now may not be here yet); fails with the log if none
+    /// comes within `patience()`.
+    pub fn expect_log(&self, needle: &str) -> String {
+        self.wait_log(needle)
+            .unwrap_or_else(|| panic!("broker never logged {needle:?}; log:\n{}", self.log_text()))
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(self.port)
     }
