@@ -30,7 +30,7 @@
 //! | `timers.rs` | the deadline heaps and where deadlines are armed; keepalive, CONNECT timeout |
 //! | `snapshot.rs` | persistence: snapshot and restore |
 //! | `sys.rs` | `$SYS` topics |
-//! | `bridge.rs` | bridges: the broker as a client of a remote broker |
+//! | `bridge/` | bridges: the broker as a client of a remote broker (`topics.rs`: remapping) |
 //! | `conn.rs`, `session.rs` | a connection's and a session's state (QoS 2 state: `session.rs`) |
 //! | `message.rs`, `config.rs` | the message type; the core's settings |
 //! | `out.rs` | a connection's output: a ring of encoded bytes and shared payload references |
@@ -158,7 +158,7 @@ pub struct Broker {
     scratch_stack: Vec<(usize, usize)>,
     scratch_props: Vec<u8>,
     pub stats: Stats,
-    /// Bridges (`bridge.rs`); bridge `b`'s connections use listener policy `bridge_base + b`.
+    /// Bridges (`bridge/`); bridge `b`'s connections use listener policy `bridge_base + b`.
     bridges: Vec<bridge::Bridge>,
     bridge_base: usize,
 }

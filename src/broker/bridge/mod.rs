@@ -22,8 +22,13 @@
 //! the name off the loop, opens the socket and calls [`Broker::bridge_open`] (or
 //! [`Broker::bridge_failed`]). Everything else (back-off with jitter, keepalive, the connect
 //! timeout, notifications) is decided here from `now`.
+//!
+//! `config.rs` holds a bridge's settings and the CONNECT they make, `topics.rs` the topic
+//! remapping; this file the bridge's state in the core and the driving of its link.
 
-use std::borrow::Cow;
+mod config;
+mod topics;
+
 use std::rc::Rc;
 
 use log::{debug, info, warn};
@@ -32,244 +37,12 @@ use super::conn::{Conn, State, V5Conn};
 use super::out::Out;
 use super::session::{Lazy, Session, NEVER};
 use super::{Broker, Close, ConnId, Fault, Handled, Message, Millis, SessionId};
-use crate::mqtt::{self, topic, Packet, Properties, QoS, SubOptions, Version};
+use crate::mqtt::{self, Packet, Properties, QoS, SubOptions, Version};
 
-/// Which way a bridge topic carries messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Out,
-    In,
-    Both,
-}
-
-/// One `topic` line of a bridge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BridgeTopic {
-    pub direction: Direction,
-    pub qos: QoS,
-    pub local_prefix: String,
-    pub remote_prefix: String,
-    /// Local prefix + pattern, and remote prefix + pattern: the filters on each side.
-    pub local: String,
-    pub remote: String,
-}
-
-impl BridgeTopic {
-    /// `pattern` empty means mosquitto's `""`: the prefixes are the whole topics, and both
-    /// must then be given. A prefix is a topic name (no wildcards); prefix + pattern must be a
-    /// valid filter.
-    pub fn new(
-        pattern: &str,
-        direction: Direction,
-        qos: QoS,
-        local_prefix: &str,
-        remote_prefix: &str,
-    ) -> Result<BridgeTopic, String> {
-        if pattern.is_empty() && (local_prefix.is_empty() || remote_prefix.is_empty()) {
-            return Err("an empty (\"\") pattern needs both a local and a remote prefix".into());
-        }
-        for (what, p) in [("local", local_prefix), ("remote", remote_prefix)] {
-            if !p.is_empty() && topic::validate_name(p).is_err() {
-                return Err(format!("invalid {what} prefix '{p}'"));
-            }
-        }
-        let local = format!("{local_prefix}{pattern}");
-        let remote = format!("{remote_prefix}{pattern}");
-        for f in [&local, &remote] {
-            if topic::validate_filter(f).is_err() {
-                return Err(format!("invalid prefix and pattern combination '{f}'"));
-            }
-        }
-        Ok(BridgeTopic {
-            direction,
-            qos,
-            local_prefix: local_prefix.into(),
-            remote_prefix: remote_prefix.into(),
-            local,
-            remote,
-        })
-    }
-
-    fn outgoing(&self) -> bool {
-        self.direction != Direction::In
-    }
-
-    fn incoming(&self) -> bool {
-        self.direction != Direction::Out
-    }
-}
-
-/// How a bridge starts (`start_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartType {
-    Automatic,
-    /// Connects once `threshold` messages are queued; disconnects after `idle_timeout`.
-    Lazy,
-    /// Connects at start-up and never again.
-    Once,
-}
-
-/// A bridge's settings, mosquitto's names and defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BridgeConfig {
-    pub name: String,
-    /// `address`: (host, port), tried in turn.
-    pub addresses: Vec<(String, u16)>,
-    pub round_robin: bool,
-    pub topics: Vec<BridgeTopic>,
-    pub version: Version,
-    pub clean_session: bool,
-    /// Defaults to `clean_session`.
-    pub local_clean_session: Option<bool>,
-    /// Defaults to `HOSTNAME.NAME` (filled in at start-up, which knows the host name).
-    pub remote_clientid: Option<String>,
-    /// Defaults to `local.` + the remote client id.
-    pub local_clientid: Option<String>,
-    pub remote_username: Option<String>,
-    pub remote_password: Option<String>,
-    pub keepalive: u16,
-    /// Seconds: constant (`cap` None) or decorrelated jitter from `base` up to `cap`.
-    pub restart_base: u32,
-    pub restart_cap: Option<u32>,
-    pub start_type: StartType,
-    pub idle_timeout: u32,
-    pub threshold: usize,
-    pub notifications: bool,
-    pub notification_topic: Option<String>,
-    pub notifications_local_only: bool,
-    pub try_private: bool,
-    pub attempt_unsubscribe: bool,
-    pub outgoing_retain: bool,
-    /// Largest packet sent to the remote (with an MQTT 5 remote's own Maximum Packet Size);
-    /// a larger message is not sent (0: no limit of ours).
-    pub max_packet_size: u32,
-    pub tls: BridgeTls,
-}
-
-/// TLS towards the remote (`bridge_cafile` and the rest); used by the network layer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BridgeTls {
-    pub cafile: Option<String>,
-    pub capath: Option<String>,
-    pub certfile: Option<String>,
-    pub keyfile: Option<String>,
-    pub insecure: bool,
-    pub version: Option<String>,
-    pub alpn: Option<String>,
-}
-
-impl BridgeTls {
-    pub fn enabled(&self) -> bool {
-        self.cafile.is_some() || self.capath.is_some()
-    }
-}
-
-impl BridgeConfig {
-    pub fn new(name: &str) -> BridgeConfig {
-        BridgeConfig {
-            name: name.into(),
-            addresses: Vec::new(),
-            round_robin: false,
-            topics: Vec::new(),
-            version: Version::V311,
-            clean_session: false,
-            local_clean_session: None,
-            remote_clientid: None,
-            local_clientid: None,
-            remote_username: None,
-            remote_password: None,
-            keepalive: 60,
-            restart_base: 5,
-            restart_cap: Some(30),
-            start_type: StartType::Automatic,
-            idle_timeout: 60,
-            threshold: 10,
-            notifications: true,
-            notification_topic: None,
-            notifications_local_only: false,
-            try_private: true,
-            attempt_unsubscribe: true,
-            outgoing_retain: true,
-            max_packet_size: 0,
-            tls: BridgeTls::default(),
-        }
-    }
-
-    pub fn remote_id(&self) -> String {
-        self.remote_clientid
-            .clone()
-            .unwrap_or_else(|| format!("localhost.{}", self.name))
-    }
-
-    pub fn local_id(&self) -> String {
-        self.local_clientid
-            .clone()
-            .unwrap_or_else(|| format!("local.{}", self.remote_id()))
-    }
-
-    /// mosquitto's `$SYS/broker/connection/REMOTE_CLIENTID/state` unless set.
-    pub fn state_topic(&self) -> String {
-        self.notification_topic
-            .clone()
-            .unwrap_or_else(|| format!("$SYS/broker/connection/{}/state", self.remote_id()))
-    }
-}
-
-/// `topic` as the remote knows it: the first `out`/`both` topic whose local filter it matches
-/// has its local prefix replaced by the remote one (unchanged if none matches).
-pub fn to_remote<'a>(topics: &[BridgeTopic], topic: &'a str) -> Cow<'a, str> {
-    for t in topics.iter().filter(|t| t.outgoing()) {
-        if mqtt::topic::matches(&t.local, topic) {
-            let rest = topic.strip_prefix(t.local_prefix.as_str()).unwrap_or(topic);
-            return if t.remote_prefix.is_empty() && rest.len() == topic.len() {
-                Cow::Borrowed(topic)
-            } else {
-                Cow::Owned(format!("{}{rest}", t.remote_prefix))
-            };
-        }
-    }
-    Cow::Borrowed(topic)
-}
-
-/// The topic of a message sent on a connection: remapped for the remote if the connection is a
-/// bridge's.
-pub(super) fn outgoing<'a>(bridge: Option<&Bridge>, topic: &'a str) -> Cow<'a, str> {
-    match bridge {
-        Some(b) => to_remote(&b.cfg.topics, topic),
-        None => Cow::Borrowed(topic),
-    }
-}
-
-/// Whether a PUBLISH is over the bridge's `bridge_max_packet_size` (MQTT 3.1.1 remotes; an
-/// MQTT 5 remote's limit is the connection's Maximum Packet Size): it is not sent.
-pub(super) fn too_large(bridge: Option<&Bridge>, topic: &str, pid: bool, payload: usize) -> bool {
-    bridge.is_some_and(|b| {
-        let max = b.cfg.max_packet_size as usize;
-        if max > 0 && mqtt::publish_len(topic, pid, None, payload) > max {
-            debug!(
-                "Bridge {}: a message on '{topic}' is over bridge_max_packet_size; not sent.",
-                b.cfg.name
-            );
-            true
-        } else {
-            false
-        }
-    })
-}
-
-/// `topic` from the remote as it is published locally (mosquitto's
-/// `bridge__remap_topic_in`).
-pub fn to_local<'a>(topics: &[BridgeTopic], topic: &'a str) -> Cow<'a, str> {
-    for t in topics.iter().filter(|t| t.incoming()) {
-        if mqtt::topic::matches(&t.remote, topic) {
-            let rest = topic
-                .strip_prefix(t.remote_prefix.as_str())
-                .unwrap_or(topic);
-            return Cow::Owned(format!("{}{rest}", t.local_prefix));
-        }
-    }
-    Cow::Borrowed(topic)
-}
+use config::encode_connect;
+pub use config::{BridgeConfig, BridgeTls, BridgeTopic, Direction, StartType};
+pub use topics::to_local;
+pub(super) use topics::{outgoing, too_large};
 
 /// Where a bridge's link is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1006,55 +779,9 @@ impl Broker {
     }
 }
 
-/// The bridge's CONNECT: its will is the `0` notification on the remote; `private` sets the
-/// top bit of the protocol level (mosquitto's bridge mode).
-fn encode_connect(cfg: &BridgeConfig, private: bool, receive_max: u16, out: &mut Vec<u8>) {
-    let remote_id = cfg.remote_id();
-    let state = cfg.state_topic();
-    let v5 = cfg.version == Version::V5;
-    let mut props = Properties::default();
-    if v5 {
-        if !cfg.clean_session {
-            props.session_expiry_interval = Some(u32::MAX);
-        }
-        props.receive_maximum = Some(receive_max);
-    }
-    let will = (cfg.notifications && !cfg.notifications_local_only).then(|| mqtt::Will {
-        topic: &state,
-        payload: b"0",
-        qos: QoS::AtLeastOnce,
-        retain: true,
-        props: Properties::default(),
-    });
-    let c = mqtt::Connect {
-        version: cfg.version,
-        clean_session: cfg.clean_session,
-        keep_alive: cfg.keepalive,
-        client_id: &remote_id,
-        will,
-        username: cfg.remote_username.as_deref(),
-        password: cfg
-            .remote_password
-            .as_deref()
-            .filter(|_| cfg.remote_username.is_some())
-            .map(str::as_bytes),
-        props,
-    };
-    let start = out.len();
-    Packet::Connect(c).encode(out);
-    if private {
-        // The protocol level follows the fixed header and the protocol name.
-        let mut i = start + 1;
-        while out[i] & 0x80 != 0 {
-            i += 1;
-        }
-        let name_len = if cfg.version == Version::V31 { 6 } else { 4 };
-        out[i + 1 + 2 + name_len] |= 0x80;
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::topics::to_remote;
     use super::*;
 
     fn t(p: &str, d: Direction, lp: &str, rp: &str) -> BridgeTopic {
