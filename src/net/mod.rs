@@ -61,30 +61,51 @@
 //! **Timeouts.** The broker times a connection from `Broker::open`, which is called at accept:
 //! a handshake that does not finish in time is closed by the broker's `connect_timeout` like a
 //! client that never sends CONNECT.
+//!
+//! # Files
+//!
+//! This file holds the [`Server`] and its loop: `run`, the read path (`read`, `resume`), the
+//! write path (`flush`), lingering and closing. Beside it: `listen.rs` (binding listeners,
+//! accepting connections), `transport.rs` ([`Layer`], [`Stack`], draining layers to the
+//! socket), `sock.rs` (a connection's slab slot and its `Extra`: kept tail, layers, parking an
+//! idle connection's layers), `autosave.rs` (the persistence file and when it is written),
+//! `signals.rs` (signals as loop events, SIGHUP reload), `bridge.rs` (outgoing bridge
+//! connections), `tls.rs` / `tls_client.rs` and `websocket.rs` (the layers) with `ws.rs` (the
+//! WebSocket protocol, no IO) and `http.rs` (`http_dir` files).
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn};
-use mio::net::{TcpListener, TcpStream};
+use log::{info, warn};
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+mod autosave;
 mod bridge;
 pub mod http;
+mod listen;
 mod signals;
+mod sock;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "tls")]
 pub mod tls_client;
+mod transport;
 pub mod websocket;
 pub mod ws;
 
+pub use listen::{bind, Bound};
 pub use signals::{Signal, Signals};
+pub use transport::{Layer, NewLayers, Stack};
+
+use autosave::Persist;
+use listen::peer_string;
+use sock::{feed_kept, keep, park, unpark, Extra, Sock};
+use transport::{drain_layers, Down};
 
 use crate::broker::{Broker, ConnId, ListenerPolicy, Millis};
-use crate::config::{Domain, Listener};
 
 /// Tokens below this belong to listeners; a connection's token is its slab key plus this.
 const CONN_BASE: usize = 1 << 16;
@@ -116,306 +137,6 @@ const LINGER_MS: Millis = 2_000;
 const LINGER_POLL_MS: Millis = 20;
 /// At most this many lingering connections (each holds a file descriptor); more close at once.
 const LINGER_MAX: usize = 1024;
-
-/// One layer of a connection's transport (TLS, WebSocket framing). It does no IO: the network
-/// loop moves bytes between it, its neighbours and the socket (see the module docs).
-pub trait Layer {
-    /// Takes every byte of `input`, which came from below (the socket or the layer under this
-    /// one), and appends what they carry for the layer above to `up`. Bytes it must answer
-    /// with are queued for [`Layer::drain`]. An error closes the connection; its message says
-    /// why, for the log.
-    fn decode(&mut self, input: &[u8], up: &mut Vec<u8>) -> Result<(), String>;
-    /// Takes bytes from above to send and returns how many it took: fewer, or 0, when its
-    /// bounded output buffer is full (they are offered again after a drain).
-    fn encode(&mut self, data: &[u8]) -> usize;
-    /// Writes queued output into `down` until none is left (`Ok`), `down` is full
-    /// (`WouldBlock`), or it fails.
-    fn drain(&mut self, down: &mut dyn Write) -> io::Result<()>;
-    /// Whether output is queued.
-    fn pending(&self) -> bool;
-    /// Queues the layer's goodbye (TLS close_notify, WebSocket close frame).
-    fn close(&mut self);
-    /// For the top layer: writes broker output `data` into `down` (the layer below, or the
-    /// socket) and returns how many bytes of it went. A layer that only adds framing writes
-    /// its header and `data` itself without copying them (WebSocket); the default takes them
-    /// into the layer's buffer with [`Layer::encode`].
-    fn send(&mut self, data: &[u8], down: &mut dyn Write) -> io::Result<usize> {
-        let _ = down;
-        Ok(self.encode(data))
-    }
-    /// The layer has had its last word (an HTTP answer, the reply to a WebSocket close): once
-    /// everything queued is written, the connection ends as if the client had closed it.
-    fn finished(&self) -> bool {
-        false
-    }
-    /// The user name this layer established for the client (TLS: from its certificate, with
-    /// `use_identity_as_username` or `use_subject_as_username`), handed over once.
-    fn take_identity(&mut self) -> Option<String> {
-        None
-    }
-    /// Holds nothing that a layer from its stack's `resume` would not hold (a WebSocket
-    /// between frames): the connection may drop its layers while idle and get fresh ones
-    /// when bytes come or go again.
-    fn idle(&self) -> bool {
-        false
-    }
-}
-
-/// Builds a new connection's layers, bottom first.
-pub type NewLayers = std::rc::Rc<dyn Fn() -> Vec<Box<dyn Layer>>>;
-
-/// What a listener puts between its sockets and the broker. The default is plain TCP.
-#[derive(Clone, Default)]
-pub struct Stack {
-    /// `None` (plain TCP) allocates nothing per connection.
-    pub layers: Option<NewLayers>,
-    /// The layers of a connection past its handshake, given back to an idle connection that
-    /// dropped its own (see [`Layer::idle`]); `None`: its connections keep their layers.
-    pub resume: Option<NewLayers>,
-}
-
-impl Stack {
-    /// `self`'s layers below `above`'s: TLS under WebSocket makes wss.
-    pub fn under(self, above: Stack) -> Stack {
-        match (self.layers, above.layers) {
-            (Some(low), Some(high)) => Stack {
-                layers: Some(std::rc::Rc::new(move || {
-                    let mut v = low();
-                    v.extend(high());
-                    v
-                })),
-                // Only a whole stack of idle-capable layers could be dropped and resumed.
-                resume: None,
-            },
-            (Some(low), None) => Stack {
-                layers: Some(low),
-                resume: self.resume,
-            },
-            (None, high) => Stack {
-                layers: high,
-                resume: above.resume,
-            },
-        }
-    }
-}
-
-/// What a connection has beyond its socket, allocated only while it has something: an
-/// incomplete packet to keep, or layers.
-struct Extra {
-    /// Decoded bytes the broker has not consumed yet: an incomplete packet, or everything after
-    /// a pause. Empty (unallocated) most of the time.
-    kept: Vec<u8>,
-    /// The transport, bottom first; empty for plain TCP.
-    layers: Vec<Box<dyn Layer>>,
-}
-
-/// 8 bytes in every connection's slot instead of a `Vec`'s 24 (and more for the layers):
-/// one more allocation only while a packet is incomplete or the connection has layers.
-type Kept = Option<Box<Extra>>;
-
-/// `Layer::encode` of the layer below, as a `Write` for the layer above's `drain`.
-struct Down<'a>(&'a mut dyn Layer);
-
-impl Write for Down<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.0.encode(buf) {
-            0 if !buf.is_empty() => Err(io::ErrorKind::WouldBlock.into()),
-            n => Ok(n),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Drains every layer toward the socket: `Ok` once nothing is queued anywhere, `WouldBlock`
-/// when the socket is full.
-fn drain_layers(layers: &mut [Box<dyn Layer>], stream: &mut TcpStream) -> io::Result<()> {
-    let mut rounds = 0;
-    loop {
-        for i in (0..layers.len()).rev() {
-            let (below, this) = layers.split_at_mut(i);
-            let r = match below.last_mut() {
-                Some(b) => this[0].drain(&mut Down(b.as_mut())),
-                None => this[0].drain(stream),
-            };
-            match r {
-                // A layer above a full one waits for the one below to drain.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && i > 0 => {}
-                r => r?,
-            }
-        }
-        if !layers.iter().any(|l| l.pending()) {
-            return Ok(());
-        }
-        // The bottom layer drained (or we would have returned WouldBlock): the ones above
-        // have room again.
-        rounds += 1;
-        if rounds > 64 {
-            // A layer that says it has output but writes none: wait for the socket.
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-    }
-}
-
-struct Sock {
-    stream: TcpStream,
-    /// The incomplete packet left over from earlier reads, and the transport's layers (none,
-    /// unallocated, for an idle plain connection).
-    extra: Kept,
-    writable: bool,
-    /// The broker has closed it; the slot is released after the current batch.
-    closing: bool,
-    /// In `Server::ready`: read again next turn. Each connection is there at most once, so
-    /// a turn reads at most `READS_PER_TURN` chunks from it however long it floods.
-    queued: bool,
-    /// 1 + the index of the stack whose `resume` gives this connection its layers back when
-    /// it has dropped them while idle (then `extra` is `None`); 0: it never drops them.
-    stack: u8,
-}
-
-/// A bound listening socket.
-pub struct Bound {
-    listener: TcpListener,
-    pub addr: SocketAddr,
-    /// Index of the listener configuration it belongs to (the broker's listener policy).
-    pub index: usize,
-}
-
-/// Binds the configured listeners (index i of `listeners` becomes policy i), or mosquitto's
-/// local-only pair (policy 0) when there are none.
-pub fn bind(listeners: &[Listener], local_only_port: u16) -> io::Result<Vec<Bound>> {
-    let mut out = Vec::new();
-    // (addresses to try, whether failing is tolerated, interface, v6 only)
-    type Spec = (Vec<SocketAddr>, bool, Option<String>, bool);
-    let specs: Vec<Spec> = if listeners.is_empty() {
-        let p = local_only_port;
-        vec![
-            (
-                vec![SocketAddr::from(([127, 0, 0, 1], p))],
-                false,
-                None,
-                false,
-            ),
-            (
-                vec![SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], p))],
-                true,
-                None,
-                true,
-            ),
-        ]
-    } else {
-        let mut v = Vec::new();
-        for l in listeners {
-            let v4 = SocketAddr::from(([0u8; 4], l.port));
-            let v6 = SocketAddr::from(([0u16; 8], l.port));
-            let addrs: Vec<SocketAddr> = match &l.bind {
-                // [::] accepts IPv4 too (as IPv4-mapped addresses); 0.0.0.0 if IPv6 is off.
-                None => match l.socket_domain {
-                    None => vec![v6, v4],
-                    Some(Domain::Ipv4) => vec![v4],
-                    Some(Domain::Ipv6) => vec![v6],
-                },
-                Some(host) => (host.as_str(), l.port)
-                    .to_socket_addrs()
-                    .map_err(|e| {
-                        io::Error::new(e.kind(), format!("listener address '{host}': {e}"))
-                    })?
-                    .filter(|a| match l.socket_domain {
-                        None => true,
-                        Some(Domain::Ipv4) => a.is_ipv4(),
-                        Some(Domain::Ipv6) => a.is_ipv6(),
-                    })
-                    .collect(),
-            };
-            let v6_only = l.socket_domain == Some(Domain::Ipv6);
-            v.push((addrs, false, l.bind_interface.clone(), v6_only));
-        }
-        v
-    };
-    for (index, (addrs, optional, iface, v6_only)) in specs.into_iter().enumerate() {
-        let index = if listeners.is_empty() { 0 } else { index };
-        let wildcard = addrs.len() == 2 && addrs.iter().all(|a| a.ip().is_unspecified());
-        let mut last_err = None;
-        let mut bound_any = false;
-        for addr in addrs {
-            match listen(addr, iface.as_deref(), v6_only || addr.ip().is_loopback()) {
-                Ok(listener) => {
-                    let local = listener.local_addr()?;
-                    info!(
-                        "Opening {} listen socket on port {}.",
-                        if local.is_ipv4() { "ipv4" } else { "ipv6" },
-                        local.port()
-                    );
-                    out.push(Bound {
-                        listener,
-                        addr: local,
-                        index,
-                    });
-                    bound_any = true;
-                    if wildcard {
-                        // [::] already took the IPv4 side.
-                        break;
-                    }
-                }
-                Err(e) => {
-                    if optional || (wildcard && addr.is_ipv6()) {
-                        warn!(
-                            "Could not open ipv6 listen socket on port {}: {e}.",
-                            addr.port()
-                        );
-                    }
-                    last_err = Some(io::Error::new(
-                        e.kind(),
-                        format!("cannot listen on {addr}: {e}"),
-                    ));
-                }
-            }
-        }
-        // In local only mode a machine without IPv6 still gets its 127.0.0.1 listener.
-        if !bound_any && !optional {
-            return Err(last_err.unwrap_or_else(|| io::Error::other("no address to bind")));
-        }
-    }
-    if out.is_empty() {
-        return Err(io::Error::other("no listener could be opened"));
-    }
-    Ok(out)
-}
-
-/// A listening socket: SO_REUSEADDR, IPv6 sockets dual-stack unless `v6_only`, bound to
-/// `iface` (SO_BINDTODEVICE) when given, non-blocking.
-fn listen(addr: SocketAddr, iface: Option<&str>, v6_only: bool) -> io::Result<TcpListener> {
-    use socket2::{Domain as D, Socket, Type};
-    let domain = if addr.is_ipv4() { D::IPV4 } else { D::IPV6 };
-    let sock = Socket::new(domain, Type::STREAM, None)?;
-    sock.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        sock.set_only_v6(v6_only)?;
-    }
-    if let Some(name) = iface {
-        sock.bind_device(Some(name.as_bytes()))
-            .map_err(|e| io::Error::new(e.kind(), format!("bind_interface {name}: {e}")))?;
-    }
-    sock.bind(&addr.into())?;
-    sock.listen(1024)?;
-    sock.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(sock.into()))
-}
-
-fn peer_string(addr: SocketAddr) -> String {
-    let ip = match addr.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        ip => ip,
-    };
-    match ip {
-        IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),
-        IpAddr::V6(v6) => format!("{v6}:{}", addr.port()),
-    }
-}
 
 /// The broker's clock: milliseconds since the server started. A field of its own so that it can
 /// be read while a connection is borrowed.
@@ -457,14 +178,6 @@ pub struct Server {
     links: bridge::Links,
 }
 
-/// The persistence file and when to write it.
-struct Persist {
-    store: crate::store::Store,
-    autosave: crate::store::Autosave,
-    last_at: Millis,
-    last_changes: u64,
-}
-
 impl Server {
     /// `nodelay`: set TCP_NODELAY on client sockets (`set_tcp_nodelay`).
     pub fn new(broker: Broker, mut listeners: Vec<Bound>, nodelay: bool) -> io::Result<Server> {
@@ -495,65 +208,6 @@ impl Server {
         })
     }
 
-    /// Saves to `store` per `autosave`, on SIGUSR1 and when stopping.
-    pub fn persist(&mut self, store: crate::store::Store, autosave: crate::store::Autosave) {
-        self.persist = Some(Persist {
-            store,
-            autosave,
-            last_at: 0,
-            last_changes: self.broker.changes(),
-        });
-    }
-
-    /// Writes the snapshot now.
-    fn save(&mut self) {
-        let now = self.now();
-        if let Some(p) = self.persist.as_mut() {
-            crate::store::save_logged(&p.store, &self.broker);
-            p.last_at = now;
-            p.last_changes = self.broker.changes();
-        }
-    }
-
-    /// When the next autosave is due (time-based autosave with unsaved changes).
-    fn save_due(&self) -> Option<Millis> {
-        let p = self.persist.as_ref()?;
-        if p.autosave.interval == 0 || p.autosave.on_changes {
-            return None;
-        }
-        if self.broker.changes() == p.last_changes {
-            return None;
-        }
-        Some(p.last_at + p.autosave.interval as Millis * 1000)
-    }
-
-    fn maybe_save(&mut self, now: Millis) {
-        let Some(p) = self.persist.as_ref() else {
-            return;
-        };
-        let changed = self.broker.changes() - p.last_changes;
-        let due = match (p.autosave.interval, p.autosave.on_changes) {
-            (0, _) => false,
-            (n, true) => changed >= n as u64,
-            (_, false) => self.save_due().is_some_and(|t| t <= now),
-        };
-        if due {
-            self.save();
-        }
-    }
-
-    /// Handles SIGHUP (calling `reload`), SIGTERM and SIGINT (run returns) from now on.
-    pub fn handle_signals(&mut self, mut signals: Signals, reload: Reload) -> io::Result<()> {
-        self.poll.registry().register(
-            &mut signals.wake,
-            Token(SIGNAL_TOKEN),
-            Interest::READABLE,
-        )?;
-        self.signals = Some(signals);
-        self.reload = Some(reload);
-        Ok(())
-    }
-
     /// The transports of the listeners' new connections, by listener configuration index
     /// (`Bound::index`); a listener without one is plain TCP. Open connections keep theirs.
     pub fn set_stacks(&mut self, stacks: Vec<Stack>) {
@@ -563,35 +217,6 @@ impl Server {
     /// The broker, for inspection after the loop ends.
     pub fn broker(&self) -> &Broker {
         &self.broker
-    }
-
-    /// Handles pending signals; true when the loop must stop.
-    fn on_signals(&mut self) -> bool {
-        let Some(signals) = self.signals.as_mut() else {
-            return false;
-        };
-        let mut stop = false;
-        for sig in signals.take() {
-            match sig {
-                Signal::Reload => {
-                    info!("Reloading config.");
-                    if let Some(reload) = self.reload.as_mut() {
-                        match reload() {
-                            Ok(r) => {
-                                self.broker.set_policies(r.policies);
-                                if let Some(stacks) = r.stacks {
-                                    self.stacks = stacks;
-                                }
-                            }
-                            Err(e) => error!("Error: reload failed, keeping the old rules: {e}"),
-                        }
-                    }
-                }
-                Signal::Stop => stop = true,
-                Signal::Save => self.save(),
-            }
-        }
-        stop
     }
 
     /// Milliseconds since the server started: the broker's clock.
@@ -698,85 +323,6 @@ impl Server {
                 }
             }
             self.linger(now);
-        }
-    }
-
-    fn accept(&mut self, listener: usize) {
-        let Some(b) = self.listeners.get(listener) else {
-            return;
-        };
-        let index = b.index;
-        loop {
-            match b.listener.accept() {
-                Ok((mut stream, addr)) => {
-                    let key = self.socks.vacant_key();
-                    if key >= usize::MAX - CONN_BASE {
-                        drop(stream);
-                        continue;
-                    }
-                    if let Err(e) = self.poll.registry().register(
-                        &mut stream,
-                        Token(CONN_BASE + key),
-                        Interest::READABLE,
-                    ) {
-                        error!("Unable to register new connection: {e}.");
-                        continue;
-                    }
-                    if self.nodelay {
-                        let _ = stream.set_nodelay(true);
-                    }
-                    let extra = self
-                        .stacks
-                        .get(index)
-                        .and_then(|s| s.layers.as_ref())
-                        .map(|new| {
-                            Box::new(Extra {
-                                kept: Vec::new(),
-                                layers: new(),
-                            })
-                        });
-                    let resumable = self.stacks.get(index).is_some_and(|s| s.resume.is_some());
-                    self.socks.insert(Sock {
-                        stream,
-                        extra,
-                        writable: false,
-                        closing: false,
-                        queued: true,
-                        stack: if resumable {
-                            index
-                                .checked_add(1)
-                                .and_then(|i| u8::try_from(i).ok())
-                                .unwrap_or(0)
-                        } else {
-                            0
-                        },
-                    });
-                    let now = self.now();
-                    self.broker.open(key, &peer_string(addr), index, now);
-                    if self.broker.is_closed(key) {
-                        // Refused (max_connections): not a byte read or written, whatever
-                        // the transport would have answered.
-                        if let Some(s) = self.socks.get_mut(key) {
-                            s.closing = true;
-                            let _ = s.stream.shutdown(Shutdown::Both);
-                        }
-                        self.to_release.push(key);
-                        continue;
-                    }
-                    // Data may have arrived with the connection; edge-triggered readiness
-                    // will not report it again.
-                    self.ready.push(key);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE/ENFILE and the like: leave the backlog and try again shortly
-                    // rather than spin on a socket that stays readable.
-                    error!("Unable to accept new connection: {e}.");
-                    self.accept_retry = Some(self.now() + 100);
-                    return;
-                }
-            }
         }
     }
 
@@ -1089,70 +635,6 @@ impl Server {
     }
 }
 
-/// Drops the layers of a connection whose layers are all idle and that keeps no bytes: an idle
-/// WebSocket connection then costs what a plain one does.
-fn park(sock: &mut Sock) {
-    if sock.stack == 0 {
-        return;
-    }
-    if sock
-        .extra
-        .as_ref()
-        .is_some_and(|e| e.kept.is_empty() && e.layers.iter().all(|l| l.idle()))
-    {
-        sock.extra = None;
-    }
-}
-
-/// Gives a connection that dropped its layers fresh ones from its stack's `resume`.
-fn unpark(sock: &mut Sock, stacks: &[Stack]) {
-    if sock.stack == 0 || sock.extra.is_some() {
-        return;
-    }
-    if let Some(resume) = (sock.stack as usize)
-        .checked_sub(1)
-        .and_then(|i| stacks.get(i))
-        .and_then(|s| s.resume.as_ref())
-    {
-        sock.extra = Some(Box::new(Extra {
-            kept: Vec::new(),
-            layers: resume(),
-        }));
-    }
-}
-
-/// Keeps `tail`, decoded bytes the broker has not consumed, for next time.
-fn keep(extra: &mut Kept, tail: &[u8]) {
-    match extra {
-        Some(e) => e.kept.extend_from_slice(tail),
-        None => {
-            *extra = Some(Box::new(Extra {
-                kept: tail.to_vec(),
-                layers: Vec::new(),
-            }))
-        }
-    }
-}
-
-/// Hands the broker the bytes kept for `key` and keeps what it did not consume (an incomplete
-/// packet, or everything after a pause); the buffer is freed once empty, and the whole `Extra`
-/// when the connection has no layers either.
-fn feed_kept(broker: &mut Broker, key: usize, extra: &mut Kept, now: Millis) {
-    let Some(e) = extra else {
-        return;
-    };
-    let used = broker.received(key, &e.kept, now);
-    if used >= e.kept.len() {
-        if e.layers.is_empty() {
-            *extra = None;
-        } else {
-            e.kept = Vec::new();
-        }
-    } else {
-        e.kept.drain(..used);
-    }
-}
-
 /// The process's resident memory, from `VmRSS` in /proc/self/status (in kB, whatever the page
 /// size: a Pi 5's kernel uses 16 KiB pages); 0 where unavailable.
 fn resident_bytes() -> u64 {
@@ -1189,6 +671,7 @@ mod tests {
         assert_eq!(vm_rss_kib("Name:\tx\n"), None);
         assert!(resident_bytes() > 0);
     }
+    use super::sock::Kept;
     use super::*;
 
     /// A plain connection's slot stays one socket, one pointer and three flags, as it was

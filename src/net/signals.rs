@@ -7,7 +7,11 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use log::{error, info};
+use mio::{Interest, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+
+use super::{Reload, Server, SIGNAL_TOKEN};
 
 /// What the loop is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,5 +68,48 @@ impl Signals {
             .filter(|(_, f)| f.swap(false, Ordering::SeqCst))
             .map(|(s, _)| *s)
             .collect()
+    }
+}
+
+impl Server {
+    /// Handles SIGHUP (calling `reload`), SIGTERM and SIGINT (run returns) from now on.
+    pub fn handle_signals(&mut self, mut signals: Signals, reload: Reload) -> io::Result<()> {
+        self.poll.registry().register(
+            &mut signals.wake,
+            Token(SIGNAL_TOKEN),
+            Interest::READABLE,
+        )?;
+        self.signals = Some(signals);
+        self.reload = Some(reload);
+        Ok(())
+    }
+
+    /// Handles pending signals; true when the loop must stop.
+    pub(super) fn on_signals(&mut self) -> bool {
+        let Some(signals) = self.signals.as_mut() else {
+            return false;
+        };
+        let mut stop = false;
+        for sig in signals.take() {
+            match sig {
+                Signal::Reload => {
+                    info!("Reloading config.");
+                    if let Some(reload) = self.reload.as_mut() {
+                        match reload() {
+                            Ok(r) => {
+                                self.broker.set_policies(r.policies);
+                                if let Some(stacks) = r.stacks {
+                                    self.stacks = stacks;
+                                }
+                            }
+                            Err(e) => error!("Error: reload failed, keeping the old rules: {e}"),
+                        }
+                    }
+                }
+                Signal::Stop => stop = true,
+                Signal::Save => self.save(),
+            }
+        }
+        stop
     }
 }
