@@ -1,5 +1,6 @@
 //! The WebSocket codec on exact bytes, including hostile input.
 
+use super::handshake::refuse;
 use super::*;
 
 const LIMIT: u32 = 1000;
