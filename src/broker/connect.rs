@@ -379,3 +379,18 @@ impl Broker {
         )
     }
 }
+
+impl Broker {
+    /// The properties of a refusing MQTT 5 CONNACK: Maximum QoS when the listener's is below 2,
+    /// as mosquitto sends it whatever the reason.
+    pub(super) fn refusal_props(&self, id: ConnId) -> Properties<'static> {
+        let max_qos = match self.conns.get(id) {
+            Some(Some(c)) => self.cfg.listeners[c.listener as usize].max_qos,
+            _ => mqtt::QoS::ExactlyOnce,
+        };
+        Properties {
+            maximum_qos: (max_qos != mqtt::QoS::ExactlyOnce).then_some(max_qos.as_u8()),
+            ..Properties::default()
+        }
+    }
+}

@@ -27,9 +27,10 @@
 //! | `subscribe.rs` | SUBSCRIBE/UNSUBSCRIBE, their SUBACK/UNSUBACK codes, retained on subscribe |
 //! | `shared.rs` | `$share` groups, the member that gets a message, hand-over |
 //! | `lifecycle.rs` | DISCONNECT, close, wills, session expiry and end |
+//! | `malformed.rs` | bytes that can never become a packet: the close mosquitto makes of them |
 //! | `timers.rs` | the deadline heaps and where deadlines are armed; keepalive, CONNECT timeout |
 //! | `snapshot.rs` | persistence: snapshot and restore |
-//! | `sys.rs` | `$SYS` topics |
+//! | `sys.rs` | `$SYS` topics, the `Stats` counters |
 //! | `bridge/` | bridges: the broker as a client of a remote broker (`topics.rs`: remapping) |
 //! | `conn.rs`, `session.rs` | a connection's and a session's state (QoS 2 state: `session.rs`) |
 //! | `message.rs`, `config.rs` | the message type; the core's settings |
@@ -43,6 +44,7 @@ mod connect;
 mod flow;
 mod ids;
 mod lifecycle;
+mod malformed;
 mod message;
 mod out;
 mod publish;
@@ -67,7 +69,6 @@ use std::io::IoSlice;
 use log::{info, warn};
 use slab::Slab;
 
-use crate::mqtt::props::Properties;
 use crate::mqtt::{self, connack, reason, Packet, Status, Version};
 pub use bridge::{BridgeConfig, BridgeTls, BridgeTopic, Dial, Direction, StartType};
 pub use config::{Config, ListenerPolicy};
@@ -79,6 +80,7 @@ pub use retain::Retained;
 use session::{Ack, Lazy, Session};
 use shared::Share;
 pub use subs::{SubEntry, Subscriptions};
+pub use sys::Stats;
 use timers::Timers;
 
 /// Index of a connection, chosen by the network layer (its slab key).
@@ -101,30 +103,6 @@ const THROTTLE_MAX_MS: Millis = 2_000;
 /// Largest CONNECT a client can need (protocol name, flags and five 65,535-byte fields), and so
 /// the most a connection that has not yet been accepted may make the broker buffer.
 pub const MAX_CONNECT_LEN: usize = 5 + 8 + 4 + 5 * (2 + 65_535);
-
-/// Counters for logs and $SYS.
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    /// PUBLISH packets received from clients and sent to them; messages dropped.
-    pub msgs_received: u64,
-    pub msgs_sent: u64,
-    pub msgs_dropped: u64,
-    pub connections_total: u64,
-    /// All packets and bytes, both ways.
-    pub pkts_received: u64,
-    pub pkts_sent: u64,
-    pub bytes_received: u64,
-    pub bytes_sent: u64,
-    pub publish_bytes_received: u64,
-    pub publish_bytes_sent: u64,
-    /// Sessions removed because they expired.
-    pub expired: u64,
-    /// Most clients connected at once.
-    pub max_connected: u64,
-    /// Changes worth saving: retained messages set, subscriptions made or removed, messages
-    /// queued for sessions.
-    pub changes: u64,
-}
 
 pub struct Broker {
     cfg: Config,
@@ -638,84 +616,6 @@ impl Broker {
                 self.close(id, Close::Refused, now);
             }
         }
-    }
-
-    /// The properties of a refusing MQTT 5 CONNACK: Maximum QoS when the listener's is below 2,
-    /// as mosquitto sends it whatever the reason.
-    fn refusal_props(&self, id: ConnId) -> Properties<'static> {
-        let max_qos = match self.conns.get(id) {
-            Some(Some(c)) => self.cfg.listeners[c.listener as usize].max_qos,
-            _ => mqtt::QoS::ExactlyOnce,
-        };
-        Properties {
-            maximum_qos: (max_qos != mqtt::QoS::ExactlyOnce).then_some(max_qos.as_u8()),
-            ..Properties::default()
-        }
-    }
-
-    /// Bytes from `id` that can never become a valid packet: the connection is closed, with
-    /// the CONNACK or DISCONNECT that mosquitto 2.0 sends for the same bytes, if any.
-    fn decode_error(&mut self, id: ConnId, e: mqtt::Error, bytes: &[u8], now: Millis) {
-        let connected = self.live(id).is_some_and(|c| c.state == State::Connected);
-        if !connected {
-            if let mqtt::Error::UnsupportedVersion(level) = e {
-                info!(
-                    "Client <unknown> disconnected: unsupported protocol version {level} [MQTT-3.1.2-2]."
-                );
-                if let Some(out) = self.out(id) {
-                    mqtt::encode_connack(out, false, connack::UNACCEPTABLE_PROTOCOL_VERSION);
-                }
-                return self.close(id, Close::Refused, now);
-            }
-            // A broken CONNECT (3.1, 3.1.1 or 5.0) is closed without a CONNACK, as mosquitto
-            // does.
-            info!("Client <unknown> disconnected due to malformed packet: {e}.");
-            return self.close(id, Close::Dropped, now);
-        }
-        match reason_for(bytes, &e) {
-            Some(code) => self.fail(id, Fault::Protocol(code, e.to_string().into()), now),
-            None => {
-                info!(
-                    "Client {} disconnected due to malformed packet: {e}.",
-                    self.client_name(id)
-                );
-                self.close(id, Close::Dropped, now);
-            }
-        }
-    }
-}
-
-/// The MQTT 5 reason code mosquitto 2.0 sends to a connected client whose bytes can never
-/// become a valid packet, or `None` where it closes without a DISCONNECT. Like mosquitto, the
-/// packet type and the fixed-header flags are judged before the body: a packet only a server
-/// sends (CONNACK, SUBACK, UNSUBACK, PINGRESP), AUTH (midge offers no authentication method)
-/// and the reserved type 0 are a Protocol Error (0x82) whatever their body; wrong flags on
-/// SUBACK and UNSUBACK, and on the packets a client sends, are a Malformed Packet (0x81).
-fn reason_for(bytes: &[u8], e: &mqtt::Error) -> Option<u8> {
-    if let mqtt::Error::TooLarge { .. } = e {
-        return Some(reason::PACKET_TOO_LARGE);
-    }
-    let b1 = bytes.first().copied().unwrap_or(0);
-    let (kind, flags) = (b1 >> 4, b1 & 0x0f);
-    // A remaining length longer than four bytes [MQTT-1.5.5-1].
-    if bytes.len() >= 5 && bytes[1..5].iter().all(|b| b & 0x80 != 0) {
-        return None;
-    }
-    let by_error = match e {
-        mqtt::Error::Malformed(_) => reason::MALFORMED_PACKET,
-        _ => reason::PROTOCOL_ERROR,
-    };
-    match kind {
-        0 | mqtt::CONNACK | mqtt::AUTH => Some(reason::PROTOCOL_ERROR),
-        mqtt::CONNECT => None,
-        mqtt::PINGRESP if flags != 0 => Some(reason::PROTOCOL_ERROR),
-        // Wrong flags; otherwise a body, which mosquitto does not answer.
-        mqtt::PINGREQ if flags != 0 => Some(reason::MALFORMED_PACKET),
-        mqtt::PINGREQ | mqtt::PINGRESP => None,
-        mqtt::SUBACK | mqtt::UNSUBACK if flags != 0 => Some(reason::MALFORMED_PACKET),
-        mqtt::SUBACK | mqtt::UNSUBACK => Some(reason::PROTOCOL_ERROR),
-        mqtt::DISCONNECT if *e == mqtt::TRAILING => Some(reason::PROTOCOL_ERROR),
-        _ => Some(by_error),
     }
 }
 

@@ -195,3 +195,27 @@ impl Broker {
         self.publish(msg, None);
     }
 }
+
+/// Counters for logs and $SYS.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// PUBLISH packets received from clients and sent to them; messages dropped.
+    pub msgs_received: u64,
+    pub msgs_sent: u64,
+    pub msgs_dropped: u64,
+    pub connections_total: u64,
+    /// All packets and bytes, both ways.
+    pub pkts_received: u64,
+    pub pkts_sent: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub publish_bytes_received: u64,
+    pub publish_bytes_sent: u64,
+    /// Sessions removed because they expired.
+    pub expired: u64,
+    /// Most clients connected at once.
+    pub max_connected: u64,
+    /// Changes worth saving: retained messages set, subscriptions made or removed, messages
+    /// queued for sessions.
+    pub changes: u64,
+}
