@@ -4,7 +4,7 @@
 //! small resolver thread, which only calls `getaddrinfo` (through `ToSocketAddrs`) and wakes
 //! the loop with the answer; the connect is non-blocking (CONNECT waits in the broker's output
 //! until the socket is writable); back-off, timeouts and keepalive are the core's
-//! (`broker/bridge.rs`), which also gives up on a resolver that does not answer. Once open, a
+//! (`broker/bridge/`), which also gives up on a resolver that does not answer. Once open, a
 //! bridge's socket is one more entry of the connection slab, read and written like a client's.
 
 use std::io;
