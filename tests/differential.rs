@@ -7,8 +7,9 @@
 //!
 //! Scenarios that share a config share one midge process and run side by side (their client
 //! ids and topics are unique to each scenario). A scenario listed in `tests/diff/known.txt` is a
-//! known difference: counted and printed, never passed silently; a listed one that agrees, and
-//! any other mismatch, fails the test.
+//! known difference: counted and printed, never passed silently; a listed one that agrees (only
+//! reported under emulation, where timing-dependent differences may not show), and any other
+//! mismatch, fails the test.
 
 mod common;
 use common::*;
@@ -354,12 +355,22 @@ fn midge_answers_as_mosquitto_2_0_20() {
             )),
         }
     }
+    // A stale entry fails natively. Under emulation it is only reported: the flow-control
+    // differences need the subscriber's queue to fill faster than an emulated broker drains
+    // it, so there midge may agree with mosquitto's transcript by being slow.
+    let emulated = std::env::var_os("XCHECK_EXEC_WRAPPER").is_some();
+    let mut stale = Vec::new();
     for (k, u) in known.iter().zip(&used) {
         if !*u || !known_hits.iter().any(|(n, _)| matches(&k.0, n)) {
-            unexpected.push(format!(
+            let msg = format!(
                 "known.txt entry {} matches no differing scenario (it agrees now): remove it",
                 k.0
-            ));
+            );
+            if emulated {
+                stale.push(msg);
+            } else {
+                unexpected.push(msg);
+            }
         }
     }
     // Written to the stderr handle rather than with eprintln!, so that a passing run shows it.
@@ -375,6 +386,9 @@ fn midge_answers_as_mosquitto_2_0_20() {
     );
     for (r, n) in &by_reason {
         report.push_str(&format!("  known difference x{n}: {r}\n"));
+    }
+    for m in &stale {
+        report.push_str(&format!("  under emulation, {m}\n"));
     }
     if std::env::var_os("MIDGE_DIFF_LIST").is_some() {
         for (n, r) in &known_hits {
