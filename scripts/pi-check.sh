@@ -164,6 +164,18 @@ install_packages() {
     python3 -m pip install -q 'paho-mqtt>=2,<3' 2>/dev/null ||
       python3 -m pip install -q --break-system-packages 'paho-mqtt>=2,<3'
   fi
+  # MQTT.js under node for the WebSocket client tests, as scripts/test.sh installs it (the
+  # browser test does not run under qemu, so Chromium is not needed here).
+  if [[ $NO_TESTS != 1 ]]; then
+    if ! command -v node >/dev/null; then
+      log "installing nodejs and npm (WebSocket client tests)"
+      apt_get update -qq && apt_get install -y -qq nodejs npm >/dev/null
+    fi
+    if [[ ! -d $ROOT/tests/js/node_modules/mqtt ]]; then
+      log "installing MQTT.js (tests/js)"
+      (cd "$ROOT/tests/js" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  fi
   if [[ $LIBC == musl ]]; then build_musl_shims; fi
 }
 
