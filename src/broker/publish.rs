@@ -277,16 +277,23 @@ impl Broker {
             // Outbound QoS is the lower of published and granted (unless
             // upgrade_outgoing_qos); the RETAIN flag is cleared on messages forwarded to
             // existing subscriptions [MQTT-3.3.1-9] unless Retain As Published.
-            let qos = if self.cfg.upgrade_outgoing_qos {
-                granted
-            } else {
-                msg.qos.min(granted)
-            };
+            let qos = self.outgoing_qos(msg.qos, granted);
             reached += 1;
             self.deliver(sid, &msg, qos, rap && msg.retain, ids.into(), 0);
         }
         self.scratch_matches = matches;
         reached
+    }
+
+    /// The QoS a message published at `published` goes out at to a subscription granted
+    /// `granted`: the lower of the two, or `granted` with `upgrade_outgoing_qos` (on live
+    /// delivery, retained messages sent on SUBSCRIBE and shared hand-over alike, as mosquitto).
+    pub(super) fn outgoing_qos(&self, published: QoS, granted: QoS) -> QoS {
+        if self.cfg.upgrade_outgoing_qos {
+            granted
+        } else {
+            published.min(granted)
+        }
     }
 
     /// Queues a message for session `sid` (and sends it, if the session is connected). A full

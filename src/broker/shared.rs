@@ -92,16 +92,8 @@ impl Broker {
                 if !self.may_read(e.sid, &msg.topic) {
                     continue;
                 }
-                let qos = if self.cfg.upgrade_outgoing_qos {
-                    e.opts.qos
-                } else {
-                    msg.qos.min(e.opts.qos)
-                };
-                let ids: Box<[u32]> = if e.id != 0 {
-                    Box::new([e.id])
-                } else {
-                    Box::default()
-                };
+                let qos = self.outgoing_qos(msg.qos, e.opts.qos);
+                let ids = e.sub_ids();
                 let retain = e.opts.retain_as_published && msg.retain;
                 self.deliver(e.sid, msg, qos, retain, ids, share);
                 reached += 1;
@@ -169,7 +161,6 @@ impl Broker {
             }
         }
         self.sessions[sid].flow.trim();
-        let upgrade = self.cfg.upgrade_outgoing_qos;
         for q in moving {
             let Queued {
                 msg,
@@ -191,16 +182,8 @@ impl Broker {
                 .collect();
             match self.choose_member(share, &group, Some(sid)) {
                 Some(e) => {
-                    let qos = if upgrade {
-                        e.opts.qos
-                    } else {
-                        msg.qos.min(e.opts.qos)
-                    };
-                    let ids: Box<[u32]> = if e.id != 0 {
-                        Box::new([e.id])
-                    } else {
-                        Box::default()
-                    };
+                    let qos = self.outgoing_qos(msg.qos, e.opts.qos);
+                    let ids = e.sub_ids();
                     self.deliver(e.sid, &msg, qos, retain, ids, share);
                 }
                 None if !ending => {

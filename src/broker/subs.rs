@@ -17,6 +17,18 @@ pub struct SubEntry {
     pub share: u32,
 }
 
+impl SubEntry {
+    /// The Subscription Identifiers a delivery through this subscription carries: its own, if
+    /// it has one.
+    pub fn sub_ids(&self) -> Box<[u32]> {
+        if self.id != 0 {
+            Box::new([self.id])
+        } else {
+            Box::default()
+        }
+    }
+}
+
 /// A `SubEntry` as stored: 16 bytes rather than 24 (session slab keys fit in 32 bits).
 #[derive(Clone, Copy)]
 struct Stored {

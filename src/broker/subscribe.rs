@@ -181,11 +181,7 @@ impl Broker {
                 }
                 if self.may_read(sid, &m.topic) && self.source_may_write(m) {
                     // upgrade_outgoing_qos applies to retained messages too, as in mosquitto.
-                    let q = if self.cfg.upgrade_outgoing_qos {
-                        *qos
-                    } else {
-                        m.qos.min(*qos)
-                    };
+                    let q = self.outgoing_qos(m.qos, *qos);
                     self.deliver(sid, m, q, true, ids.clone(), 0);
                 }
             }
