@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::out::Out;
 use super::session::{Blank, Lazy};
-use super::{Millis, Msg, SessionId};
+use super::{Key, Millis, Msg};
 use crate::mqtt::Version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +37,8 @@ pub(super) struct V5Conn {
 /// some connections need for some of the time is in `extra`.
 pub(super) struct Conn {
     /// Distinguishes this connection from earlier ones that used the same slot.
-    pub(super) serial: u64,
-    pub(super) session: Option<SessionId>,
+    pub(super) serial: u32,
+    pub(super) session: Key,
     /// When the last complete packet arrived; before CONNECT, when the connection was opened
     /// (CONNECT is the first complete packet).
     pub(super) last_rx: Millis,

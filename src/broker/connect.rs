@@ -13,7 +13,7 @@ use super::conn::V5Conn;
 use super::session::{Session, NEVER};
 use super::timers::{after_secs, keepalive_deadline};
 use super::{connack, mounted, reason, Broker, Close, ConnId, Fault, Handled, Message, Millis};
-use super::{SessionId, State};
+use super::{Key, SessionId, State};
 use crate::mqtt::{self, Properties, QoS, Version};
 
 impl Broker {
@@ -200,7 +200,7 @@ impl Broker {
             return;
         };
         conn.state = State::Connected;
-        conn.session = Some(sid);
+        conn.session = Key::some(sid);
         let peer = conn.extra.get_mut().and_then(|e| e.peer.take());
         if will.is_some() {
             conn.extra.will = will;
@@ -267,7 +267,7 @@ impl Broker {
         if let Some(old) = self
             .by_id
             .get(client_id, &self.sessions)
-            .and_then(|sid| self.sessions[sid].conn)
+            .and_then(|sid| self.sessions[sid].conn.get())
         {
             info!("Client {client_id} already connected, closing old connection.");
             self.close(old, Close::Takeover(c.clean_session), now);
@@ -280,7 +280,7 @@ impl Broker {
                     self.end_session(sid);
                 }
                 self.serial += 1;
-                let mut s = Session::new(client_id.into());
+                let mut s = Session::new(client_id);
                 s.serial = self.serial as u32;
                 let sid = self.sessions.insert(s);
                 self.by_id.insert(sid, &self.sessions);
@@ -297,13 +297,13 @@ impl Broker {
         let s = &mut self.sessions[sid];
         s.clean = expiry_interval == 0;
         s.expiry_interval = expiry_interval;
-        s.expires_at = None;
+        s.expires_at = Millis::MAX;
         // A will waiting for its delay is not sent once the session is resumed [MQTT-3.1.3-9].
         if let Some(f) = s.flow.get_mut() {
             f.pending_will = None;
         }
         s.flow.trim();
-        s.conn = Some(id);
+        s.conn = Key::some(id);
         s.username = c.username.map(Into::into);
         s.listener = listener as u16;
         (sid, present)

@@ -44,7 +44,7 @@ impl Broker {
         let max_inflight_bytes = self.cfg.max_inflight_bytes;
         let now = self.now;
         let s = &mut self.sessions[sid];
-        let Some(id) = s.conn else {
+        let Some(id) = s.conn.get() else {
             return;
         };
         let Some(Some(conn)) = self.conns.get_mut(id) else {
@@ -217,7 +217,7 @@ impl Broker {
     }
 
     /// Lets paused publishers go on (those that are still the same connections).
-    pub(super) fn resume(&mut self, who: &[(ConnId, u64)]) {
+    pub(super) fn resume(&mut self, who: &[(ConnId, u32)]) {
         for &(p, serial) in who {
             if let Some(Some(c)) = self.conns.get_mut(p) {
                 let paused = c

@@ -110,7 +110,7 @@ mod tests {
                 if idx.get(&id, &sessions).is_some() {
                     continue;
                 }
-                let sid = sessions.insert(Session::new(id.as_str().into()));
+                let sid = sessions.insert(Session::new(id.as_str()));
                 idx.insert(sid, &sessions);
                 live.push((id, sid));
             } else {

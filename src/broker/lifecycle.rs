@@ -7,7 +7,7 @@ use log::{debug, info};
 use super::session::NEVER;
 use super::timers::after_secs;
 use super::{reason, shared, unmounted, Broker, ConnId, Fault, Handled, Millis, SessionId};
-use super::{State, Version};
+use super::{Key, State, Version};
 use crate::auth::acl::Access;
 use crate::mqtt::{self, Properties, QoS};
 
@@ -88,7 +88,7 @@ impl Broker {
                 }
             }
             let s = &self.sessions[sid];
-            if s.expires_at.is_some_and(|t| t <= now) {
+            if s.expires_at <= now {
                 info!("Client {} expired.", s.client_id);
                 self.stats.expired += 1;
                 self.end_session(sid);
@@ -192,7 +192,7 @@ impl Broker {
             return;
         };
         let s = &mut self.sessions[sid];
-        s.conn = None;
+        s.conn = Key::NONE;
         let blockers = s
             .flow
             .get_mut()
@@ -236,7 +236,7 @@ impl Broker {
         s.flow.trim();
         if s.expiry_interval != NEVER {
             let at = after_secs(now, s.expiry_interval);
-            s.expires_at = Some(at);
+            s.expires_at = at;
             self.timers.arm_session(sid, s.serial, at);
         }
     }

@@ -51,6 +51,7 @@ mod publish;
 mod retain;
 mod session;
 mod shared;
+mod short;
 mod snapshot;
 mod subs;
 mod subscribe;
@@ -89,6 +90,37 @@ pub type ConnId = usize;
 pub type SessionId = usize;
 /// Milliseconds on the caller's monotonic clock.
 pub type Millis = u64;
+
+/// An optional slab key (a connection's session, a session's connection) in 4 bytes instead of
+/// an `Option<usize>`'s 16: every idle client holds two. Keys are below `u32::MAX` (a slab of
+/// that many connections or sessions cannot be allocated); `u32::MAX` is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key(u32);
+
+impl Key {
+    pub const NONE: Key = Key(u32::MAX);
+
+    pub fn some(k: usize) -> Key {
+        u32::try_from(k).map_or(Key::NONE, Key)
+    }
+
+    #[inline(always)]
+    pub fn get(self) -> Option<usize> {
+        (self != Key::NONE).then_some(self.0 as usize)
+    }
+
+    pub fn is_some(self) -> bool {
+        self != Key::NONE
+    }
+
+    pub fn is_none(self) -> bool {
+        self == Key::NONE
+    }
+
+    pub fn take(&mut self) -> Option<usize> {
+        std::mem::replace(self, Key::NONE).get()
+    }
+}
 
 /// Output queued for one connection beyond which no further queued message is encoded until
 /// the socket has taken some: a subscriber that cannot keep up holds its backlog in its bounded
@@ -238,11 +270,11 @@ impl Broker {
         let mut extra = Lazy::<ConnExtra>::default();
         extra.peer = Some(peer.into());
         self.conns[id] = Some(Conn {
-            serial: self.serial,
+            serial: self.serial as u32,
             listener: listener as u16,
             state: State::AwaitConnect,
             version: Version::V311,
-            session: None,
+            session: Key::NONE,
             keep_alive: 0,
             last_rx: now,
             out: out::Out::default(),
@@ -355,7 +387,7 @@ impl Broker {
         c.out.advance(n);
         self.stats.bytes_sent += n as u64;
         if c.state == State::Connected {
-            if let Some(sid) = c.session {
+            if let Some(sid) = c.session.get() {
                 self.pump(sid);
                 // Everything sent: a session with nothing queued or in flight gives its
                 // message state back (here, once per drained batch, not per message).
@@ -473,9 +505,11 @@ impl Broker {
 
     fn client_name(&self, id: ConnId) -> &str {
         match self.conns.get(id) {
-            Some(Some(Conn {
-                session: Some(sid), ..
-            })) => &self.sessions[*sid].client_id,
+            Some(Some(c)) => c
+                .session
+                .get()
+                .and_then(|sid| self.sessions.get(sid))
+                .map_or("<unknown>", |s| &s.client_id),
             _ => "<unknown>",
         }
     }
@@ -538,7 +572,7 @@ impl Broker {
                 )),
             };
         }
-        let Some(sid) = conn.session else {
+        let Some(sid) = conn.session.get() else {
             return Ok(());
         };
         match p {

@@ -159,7 +159,7 @@ impl Broker {
             let origin = (p.retain && policy.acl.is_some()).then(|| {
                 let s = &self.sessions[sid];
                 Box::new(Origin {
-                    client_id: s.client_id.clone(),
+                    client_id: s.client_id.as_str().into(),
                     username: s.username.clone(),
                     listener,
                 })
@@ -324,7 +324,7 @@ impl Broker {
             && qos != QoS::AtMostOnce
             && s.conn.is_some()
             && self.publishing.is_some_and(|p| {
-                Some(p) != s.conn
+                Some(p) != s.conn.get()
                     && matches!(self.conns.get(p), Some(Some(c)) if c.extra.no_throttle_until <= self.now)
             });
         if pause {

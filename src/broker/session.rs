@@ -3,7 +3,8 @@
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 
-use super::{ConnId, Millis, Msg};
+use super::short::ShortStr;
+use super::{ConnId, Key, Millis, Msg};
 use crate::mqtt::{QoS, SubOptions};
 
 /// What an outgoing QoS 1/2 message waits for.
@@ -112,7 +113,7 @@ pub struct Flow {
     /// A will waiting for its delay (MQTT 5 Will Delay Interval): when, and what.
     pub pending_will: Option<(Millis, Msg)>,
     /// Publishers paused because this session's queue is full: (connection, serial).
-    pub blockers: Vec<(ConnId, u64)>,
+    pub blockers: Vec<(ConnId, u32)>,
 }
 
 impl Blank for Flow {
@@ -138,9 +139,9 @@ impl Blank for Flow {
 }
 
 pub struct Session {
-    pub client_id: Box<str>,
+    pub client_id: ShortStr,
     pub clean: bool,
-    pub conn: Option<ConnId>,
+    pub conn: Key,
     pub subs: Lazy<SubList>,
     pub flow: Lazy<Flow>,
     /// The user name of its last connection, for ACL checks.
@@ -149,8 +150,8 @@ pub struct Session {
     pub listener: u16,
     /// Seconds it outlives its connection: 0 ends it at disconnect, `NEVER` keeps it.
     pub expiry_interval: u32,
-    /// While away: when it expires.
-    pub expires_at: Option<Millis>,
+    /// While away: when it expires (`Millis::MAX`: not set).
+    pub expires_at: Millis,
     /// Distinguishes this session from earlier ones in the same slot (for timers).
     pub serial: u32,
     /// The last packet identifier used towards the client; kept while no message is in
@@ -185,17 +186,17 @@ impl Session {
         known
     }
 
-    pub fn new(client_id: Box<str>) -> Session {
+    pub fn new(client_id: impl Into<ShortStr>) -> Session {
         Session {
-            client_id,
+            client_id: client_id.into(),
             clean: true,
-            conn: None,
+            conn: Key::NONE,
             subs: Lazy::default(),
             flow: Lazy::default(),
             username: None,
             listener: 0,
             expiry_interval: 0,
-            expires_at: None,
+            expires_at: Millis::MAX,
             serial: 0,
             last_pid: 0,
         }

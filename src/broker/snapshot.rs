@@ -65,7 +65,7 @@ fn stored_session(s: &Session, now: Millis) -> StoredSession {
         username: s.username.as_ref().map(|u| u.to_string()),
         listener: s.listener as u32,
         expiry_interval: s.expiry_interval,
-        expiry_left: s.expires_at.map(|t| secs_left(t, now)),
+        expiry_left: (s.expires_at != Millis::MAX).then(|| secs_left(s.expires_at, now)),
         subs: s
             .subs
             .iter()
@@ -222,7 +222,7 @@ impl Broker {
                 continue;
             }
             self.serial += 1;
-            let mut s = Session::new(st.client_id.as_str().into());
+            let mut s = Session::new(st.client_id.as_str());
             s.serial = self.serial as u32;
             s.clean = false;
             s.username = st.username.map(Into::into);
@@ -299,7 +299,7 @@ impl Broker {
             if s.expiry_interval != NEVER {
                 let left = st.expiry_left.unwrap_or(s.expiry_interval);
                 let at = after_secs(now, left);
-                s.expires_at = Some(at);
+                s.expires_at = at;
                 self.timers.arm_session(sid, s.serial, at);
             }
             self.by_id.insert(sid, &self.sessions);

@@ -26,10 +26,10 @@ pub(super) struct Timers {
 impl Timers {
     /// Makes sure connection `id`'s timer fires no later than `at`. Each connection has one
     /// live entry, the one due at its `timer_at`; others left behind are skipped when they pop.
-    pub(super) fn arm_conn(&mut self, timer_at: &mut Millis, id: ConnId, serial: u64, at: Millis) {
+    pub(super) fn arm_conn(&mut self, timer_at: &mut Millis, id: ConnId, serial: u32, at: Millis) {
         if at < *timer_at {
             *timer_at = at;
-            self.conns.push(Reverse((at, id as u32, serial as u32)));
+            self.conns.push(Reverse((at, id as u32, serial)));
         }
     }
 
@@ -98,7 +98,7 @@ impl Broker {
             let Some(Some(c)) = self.conns.get_mut(id) else {
                 continue;
             };
-            if c.serial as u32 != serial || c.timer_at != due {
+            if c.serial != serial || c.timer_at != due {
                 continue;
             }
             c.timer_at = Millis::MAX;

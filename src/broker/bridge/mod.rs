@@ -36,7 +36,7 @@ use log::{debug, info, warn};
 use super::conn::{Conn, State, V5Conn};
 use super::out::Out;
 use super::session::{Lazy, Session, NEVER};
-use super::{Broker, Close, ConnId, Fault, Handled, Message, Millis, SessionId};
+use super::{Broker, Close, ConnId, Fault, Handled, Key, Message, Millis, SessionId};
 use crate::mqtt::{self, Packet, Properties, QoS, SubOptions, Version};
 
 use config::encode_connect;
@@ -179,7 +179,7 @@ impl Broker {
                 }
                 None => {
                     self.serial += 1;
-                    let mut s = Session::new(id.as_str().into());
+                    let mut s = Session::new(id.as_str());
                     s.serial = self.serial as u32;
                     let sid = self.sessions.insert(s);
                     self.by_id.insert(sid, &self.sessions);
@@ -189,7 +189,7 @@ impl Broker {
             let s = &mut self.sessions[sid];
             s.clean = local_clean;
             s.expiry_interval = NEVER;
-            s.expires_at = None;
+            s.expires_at = Millis::MAX;
             s.listener = (self.bridge_base + b) as u16;
             // The configuration's topics, and only those.
             let old: Vec<Box<str>> = s.subs.iter().map(|(k, _, _)| k.clone()).collect();
@@ -342,11 +342,11 @@ impl Broker {
         let mut out = Out::default();
         encode_connect(&cfg, private, self.receive_maximum(), out.bytes());
         self.conns[id] = Some(Conn {
-            serial: self.serial,
+            serial: self.serial as u32,
             listener: listener as u16,
             state: State::AwaitConnect,
             version: cfg.version,
-            session: None,
+            session: Key::NONE,
             keep_alive: 0,
             last_rx: now,
             out,
@@ -387,7 +387,7 @@ impl Broker {
             };
             return self.bridge_connack(id, b, code, session_present, &props, now);
         }
-        let Some(sid) = conn.session else {
+        let Some(sid) = conn.session.get() else {
             return Ok(());
         };
         match p {
@@ -473,7 +473,7 @@ impl Broker {
             return Ok(());
         };
         conn.state = State::Connected;
-        conn.session = Some(sid);
+        conn.session = Key::some(sid);
         conn.keep_alive = cfg.keepalive;
         conn.last_rx = now;
         if v5 {
@@ -512,7 +512,7 @@ impl Broker {
         } else {
             Millis::MAX
         };
-        self.sessions[sid].conn = Some(id);
+        self.sessions[sid].conn = Key::some(id);
         // The remote's subscriptions: the `in` and `both` topics; `out` ones are unsubscribed
         // in case an earlier configuration had them the other way (bridge_attempt_unsubscribe).
         let mut out = Vec::new();

@@ -66,7 +66,7 @@ fn a_certificate_name_replaces_the_connect_user_name() {
     c.password = Some(b"wrong");
     h.send(1, Packet::Connect(c));
     assert_eq!(h.take(1), enc(&[connack(false, 0)]));
-    let sid = h.b.conns[1].as_ref().unwrap().session.unwrap();
+    let sid = h.b.conns[1].as_ref().unwrap().session.get().unwrap();
     assert_eq!(h.b.sessions[sid].username.as_deref(), Some("sensor1"));
     // No certificate name: refused with "bad user name or password".
     assert_eq!(
