@@ -64,6 +64,7 @@ impl Broker {
             .checked_sub(self.bridge_base)
             .and_then(|b| self.bridges.get(b));
         let props = &mut self.scratch_props;
+        let spare = &mut self.spare;
         let mut sent = 0;
         // In-flight messages of a resumed session not yet resent, in their original order.
         let mut window = s.flow.inflight.iter().filter(|f| f.sent).count();
@@ -103,6 +104,8 @@ impl Broker {
                         Some(f.pid),
                         v5.map(|_| &props[..]),
                         &f.msg,
+                        spare,
+                        now,
                     );
                 }
             }
@@ -173,8 +176,17 @@ impl Broker {
                 v5_props_ref = Some(&props[..]);
             }
             let pid = needs_pid.then(|| s.next_pid());
-            conn.out
-                .publish(false, q.qos, q.retain, topic, pid, v5_props_ref, &q.msg);
+            conn.out.publish(
+                false,
+                q.qos,
+                q.retain,
+                topic,
+                pid,
+                v5_props_ref,
+                &q.msg,
+                spare,
+                now,
+            );
             self.stats.publish_bytes_sent += len as u64;
             if let Some(pid) = pid {
                 s.flow.inflight_bytes += len;

@@ -167,6 +167,8 @@ pub struct Broker {
     scratch_matches: Vec<SubEntry>,
     scratch_stack: Vec<(usize, usize)>,
     scratch_props: Vec<u8>,
+    /// Emptied output segments kept for reuse while traffic lasts.
+    spare: out::Spare,
     pub stats: Stats,
     /// Bridges (`bridge/`); bridge `b`'s connections use listener policy `bridge_base + b`.
     bridges: Vec<bridge::Bridge>,
@@ -220,6 +222,7 @@ impl Broker {
             scratch_matches: Vec::new(),
             scratch_stack: Vec::new(),
             scratch_props: Vec::new(),
+            spare: out::Spare::default(),
             stats: Stats::default(),
             bridges,
             bridge_base,
@@ -384,7 +387,7 @@ impl Broker {
         };
         let n = n.min(c.out.pending());
         // Idle connections hold no output (the ring is freed once empty).
-        c.out.advance(n);
+        c.out.advance(n, &mut self.spare, now);
         self.stats.bytes_sent += n as u64;
         if c.state == State::Connected {
             if let Some(sid) = c.session.get() {
@@ -449,6 +452,7 @@ impl Broker {
             .into_iter()
             .chain(self.sys_due())
             .chain(self.bridge_deadline())
+            .chain(self.spare.deadline())
             .min()
     }
 
@@ -464,6 +468,7 @@ impl Broker {
         self.conn_timers_due(now);
         self.session_timers_due(now);
         self.bridge_tick(now);
+        self.spare.expire(now);
     }
 
     // ----- queries, for tests and $SYS -------------------------------------------------------
