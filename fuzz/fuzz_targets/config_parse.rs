@@ -45,7 +45,7 @@ fn policies(cfg: &Config) -> Vec<ListenerPolicy> {
 
 fn session(b: &mut Broker, listener: usize) {
     let mut bytes = Vec::new();
-    Packet::Connect(Connect {
+    Packet::connect(Connect {
         version: Version::V5,
         clean_session: false,
         keep_alive: 30,

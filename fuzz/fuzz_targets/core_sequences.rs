@@ -645,7 +645,7 @@ impl Harness {
                     password: s.pick(PASSWORDS),
                     props,
                 };
-                Packet::Connect(c.clone()).encode_version(version, &mut bytes);
+                Packet::connect(c.clone()).encode_version(version, &mut bytes);
                 if first {
                     let slot = &mut self.slots[i];
                     slot.version = Some(version);

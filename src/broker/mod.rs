@@ -567,7 +567,7 @@ impl Broker {
         };
         if conn.state == State::AwaitConnect {
             return match p {
-                Packet::Connect(c) => self.on_connect(id, c, now),
+                Packet::Connect(c) => self.on_connect(id, *c, now),
                 other => Err(Fault::protocol(
                     reason::PROTOCOL_ERROR,
                     format!(

@@ -122,16 +122,19 @@ pub fn utf8(b: &[u8]) -> Result<&str, Error> {
     let s = std::str::from_utf8(b).map_err(|_| {
         Error::Malformed("[MQTT-1.5.3-1] string is not well-formed UTF-8 (or holds a surrogate)")
     })?;
-    if memchr::memchr(0, b).is_some() {
-        return Err(Error::Malformed("[MQTT-1.5.3-2] string contains U+0000"));
-    }
-    // Only bytes below 0x20, 0x7f, and the lead bytes 0xc2 (U+0080..U+00BF), 0xef
-    // (U+E000..U+FFFF) and 0xf0..0xf4 (planes 1-16) can start a refused character.
+    // Only bytes below 0x20 (U+0000 among them), 0x7f, and the lead bytes 0xc2
+    // (U+0080..U+00BF), 0xef (U+E000..U+FFFF) and 0xf0..0xf4 (planes 1-16) can start a refused
+    // character: one pass finds whether there is any, and most strings have none.
     let suspect = |c: &u8| *c < 0x20 || *c == 0x7f || *c == 0xc2 || *c == 0xef || *c >= 0xf0;
-    if b.iter().any(suspect) && s.chars().any(refused_char) {
-        return Err(Error::Malformed(
-            "string contains a control character or a non-character (refused as mosquitto does)",
-        ));
+    if b.iter().any(suspect) {
+        if memchr::memchr(0, b).is_some() {
+            return Err(Error::Malformed("[MQTT-1.5.3-2] string contains U+0000"));
+        }
+        if s.chars().any(refused_char) {
+            return Err(Error::Malformed(
+                "string contains a control character or a non-character (refused as mosquitto does)",
+            ));
+        }
     }
     Ok(s)
 }

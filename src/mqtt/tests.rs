@@ -11,7 +11,7 @@ fn dec(b: &[u8]) -> Result<Status<Packet<'_>>, Error> {
 
 fn samples() -> Vec<Packet<'static>> {
     vec![
-        Packet::Connect(Connect {
+        Packet::connect(Connect {
             props: Properties::default(),
             version: Version::V311,
             clean_session: true,
@@ -21,7 +21,7 @@ fn samples() -> Vec<Packet<'static>> {
             username: None,
             password: None,
         }),
-        Packet::Connect(Connect {
+        Packet::connect(Connect {
             props: Properties::default(),
             version: Version::V31,
             clean_session: false,
@@ -411,7 +411,7 @@ fn full_props() -> Properties<'static> {
 
 fn samples_v5() -> Vec<Packet<'static>> {
     vec![
-        Packet::Connect(Connect {
+        Packet::connect(Connect {
             version: Version::V5,
             clean_session: false,
             keep_alive: 30,

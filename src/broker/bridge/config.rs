@@ -224,7 +224,7 @@ pub(super) fn encode_connect(
         props,
     };
     let start = out.len();
-    Packet::Connect(c).encode(out);
+    Packet::connect(c).encode(out);
     if private {
         // The protocol level follows the fixed header and the protocol name.
         let mut i = start + 1;

@@ -974,7 +974,7 @@ mod tests {
         let mut br = broker_with(|_| {});
         br.open(7, "127.0.0.1:5000", 0, 0);
         let mut c = Vec::new();
-        Packet::Connect(mqtt::Connect {
+        Packet::connect(mqtt::Connect {
             version: Version::V311,
             clean_session: true,
             keep_alive: 60,

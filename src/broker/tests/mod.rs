@@ -93,7 +93,7 @@ impl H {
     }
     fn client(&mut self, id: ConnId, c: Connect<'_>) -> Vec<u8> {
         self.open(id);
-        self.send(id, Packet::Connect(c));
+        self.send(id, Packet::connect(c));
         self.take(id)
     }
     fn subscriber(&mut self, id: ConnId, client: &str, filter: &str, qos: QoS) {
@@ -235,7 +235,7 @@ impl H {
     }
     fn client5(&mut self, id: ConnId, c: Connect<'_>) -> Vec<u8> {
         self.open(id);
-        self.send5(id, Packet::Connect(c));
+        self.send5(id, Packet::connect(c));
         self.take(id)
     }
     fn sub5(&mut self, id: ConnId, filter: &str, opts: SubOptions, sub_id: Option<u32>) {

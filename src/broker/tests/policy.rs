@@ -64,7 +64,7 @@ fn a_certificate_name_replaces_the_connect_user_name() {
     h.b.tls_identity(1, "sensor1");
     let mut c = login("c1", Some("bob"));
     c.password = Some(b"wrong");
-    h.send(1, Packet::Connect(c));
+    h.send(1, Packet::connect(c));
     assert_eq!(h.take(1), enc(&[connack(false, 0)]));
     let sid = h.b.conns[1].as_ref().unwrap().session.get().unwrap();
     assert_eq!(h.b.sessions[sid].username.as_deref(), Some("sensor1"));
@@ -277,7 +277,7 @@ fn mount_point_prefixes_topics_and_hides_the_prefix() {
     h.subscriber(1, "admin", "#", QoS::AtMostOnce);
     // Client 2 on the mounted listener.
     h.b.open(2, "127.0.0.1:1", 1, h.now);
-    h.send(2, Packet::Connect(connect("site", true, 0)));
+    h.send(2, Packet::connect(connect("site", true, 0)));
     h.take(2);
     h.send(
         2,

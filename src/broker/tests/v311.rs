@@ -29,7 +29,7 @@ fn second_connect_is_a_protocol_violation() {
     // [MQTT-3.1.0-2]
     let mut h = H::new();
     h.client(1, connect("a", true, 0));
-    h.send(1, Packet::Connect(connect("a", true, 0)));
+    h.send(1, Packet::connect(connect("a", true, 0)));
     assert!(h.b.is_closed(1));
 }
 
@@ -631,7 +631,7 @@ fn before_connect_only_a_connect_sized_packet_is_buffered() {
 fn partial_packets_are_left_for_the_caller() {
     let mut h = H::new();
     h.open(1);
-    let bytes = enc(&[Packet::Connect(connect("abc", true, 0)), Packet::Pingreq]);
+    let bytes = enc(&[Packet::connect(connect("abc", true, 0)), Packet::Pingreq]);
     let n = bytes.len();
     assert_eq!(h.b.received(1, &bytes[..n - 1], h.now), n - 2);
     assert_eq!(h.b.received(1, &bytes[n - 2..], h.now), 2);
@@ -682,7 +682,7 @@ fn random_packet_sequences_keep_the_core_sound() {
             let qos = QoS::from_u8(next(3) as u8).unwrap();
             let pid = (next(5) + 1) as u16;
             let bytes = match next(14) {
-                0 | 1 => enc(&[Packet::Connect(Connect {
+                0 | 1 => enc(&[Packet::connect(Connect {
                     props: Properties::default(),
                     version: if next(4) == 0 {
                         Version::V31

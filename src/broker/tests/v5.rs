@@ -58,7 +58,7 @@ fn v5_refusals_carry_v5_reason_codes() {
     // A malformed MQTT 5 CONNECT (reserved flag set) is closed without a CONNACK, as
     // mosquitto 2.0 does.
     h.open(2);
-    let mut bad = enc5(&[Packet::Connect(connect5("b", true, Properties::default()))]);
+    let mut bad = enc5(&[Packet::connect(connect5("b", true, Properties::default()))]);
     bad[9] |= 0x01;
     h.b.received(2, &bad, h.now);
     assert_eq!(h.take(2), Vec::<u8>::new());
