@@ -352,10 +352,9 @@ mod tests {
     fn written_segments_are_kept_for_the_next_output_and_freed_when_unused() {
         let mut spare = Spare::default();
         let small = Rc::new(Message::new("t", &[7; 1000], QoS::AtMostOnce, false));
-        let mut a = Out::default();
-        // 70 packets of 1,006 bytes: a full segment, sealed, and a second one begun.
-        for _ in 0..70 {
-            a.publish(
+        // A QoS 0 PUBLISH of 1,006 bytes.
+        let publish = |o: &mut Out, spare: &mut Spare, now| {
+            o.publish(
                 false,
                 QoS::AtMostOnce,
                 false,
@@ -363,9 +362,14 @@ mod tests {
                 None,
                 None,
                 &small,
-                &mut spare,
-                0,
-            );
+                spare,
+                now,
+            )
+        };
+        let mut a = Out::default();
+        // 70 packets: a full segment, sealed, and a second one begun.
+        for _ in 0..70 {
+            publish(&mut a, &mut spare, 0);
         }
         assert_eq!(a.pending(), 70 * 1006);
         let n = a.pending();
@@ -376,17 +380,7 @@ mod tests {
         assert_eq!(spare.deadline(), Some(10 + SPARE_KEEP_MS));
         // The next connection with output fills it without growing a segment of its own.
         let mut b = Out::default();
-        b.publish(
-            false,
-            QoS::AtMostOnce,
-            false,
-            "t",
-            None,
-            None,
-            &small,
-            &mut spare,
-            20,
-        );
+        publish(&mut b, &mut spare, 20);
         assert_eq!(spare.len(), 0);
         assert!(b.0.as_ref().unwrap().tail.capacity() >= SEG_MAX);
         assert_eq!(all(&b)[..5], [0x30, 0xeb, 0x07, 0x00, 0x01]);
