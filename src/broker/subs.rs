@@ -206,15 +206,18 @@ impl Subscriptions {
             };
             // [MQTT-4.7.2-1]: wildcards at the first level do not match '$' topics.
             let wild = !(dollar && node == ROOT);
-            if wild {
-                if let Some(h) = t.child(node, "#") {
-                    out.extend(self.entries_at(h));
-                }
-                if let Some(p) = t.child(node, "+") {
-                    stack.push((p, next));
-                }
+            let [exact, plus, hash] = if wild {
+                t.children3(node, level)
+            } else {
+                [t.child(node, level), None, None]
+            };
+            if let Some(h) = hash {
+                out.extend(self.entries_at(h));
             }
-            if let Some(c) = t.child(node, level) {
+            if let Some(p) = plus {
+                stack.push((p, next));
+            }
+            if let Some(c) = exact {
                 stack.push((c, next));
             }
         }

@@ -134,6 +134,38 @@ impl<V: Default> Trie<V> {
         table.get(self.hash(level), named).map(|c| c as usize)
     }
 
+    /// The children of `id` named `level`, `+` and `#`, as three `child` calls would find
+    /// them, with one look at each child of a node that has few.
+    pub fn children3(&self, id: usize, level: &str) -> [Option<usize>; 3] {
+        let Some(node) = self.nodes.get(id) else {
+            return [None; 3];
+        };
+        let table = &node.children;
+        if table.is_empty() {
+            return [None; 3];
+        }
+        if table.len() > SCAN_MAX {
+            return [
+                self.child(id, level),
+                self.child(id, "+"),
+                self.child(id, "#"),
+            ];
+        }
+        let mut found = [None; 3];
+        for c in table.iter() {
+            let Some(n) = self.nodes.get(c as usize) else {
+                continue;
+            };
+            let name = name(&self.long, &n.key);
+            for (slot, want) in found.iter_mut().zip([level.as_bytes(), b"+", b"#"]) {
+                if name == want {
+                    *slot = Some(c as usize);
+                }
+            }
+        }
+        found
+    }
+
     /// The node for `path` (split on '/'), if it exists.
     pub fn find(&self, path: &str) -> Option<usize> {
         let mut n = ROOT;
@@ -235,6 +267,54 @@ mod tests {
         t.prune(a, |v| *v == 0);
         assert_eq!(t.len(), 1);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn children3_finds_what_three_child_lookups_find() {
+        let mut t: Trie<u32> = Trie::new();
+        // Nodes with 1, 3 and SCAN_MAX children are scanned, with 5 and 12 looked up by hash.
+        let sets: [&[&str]; 5] = [
+            &["x"],
+            &["+", "x", "#"],
+            &["a", "+", "b", "#"],
+            &["a", "b", "+", "x", "#"],
+            &[
+                "1",
+                "2",
+                "3",
+                "4",
+                "5",
+                "6",
+                "7",
+                "8",
+                "9",
+                "+",
+                "#",
+                "a-much-longer-level-name",
+            ],
+        ];
+        for (i, set) in sets.iter().enumerate() {
+            for k in *set {
+                t.find_or_insert(&format!("n{i}/{k}"));
+            }
+            let n = t.find(&format!("n{i}")).unwrap();
+            for level in [
+                "x",
+                "a",
+                "b",
+                "y",
+                "5",
+                "a-much-longer-level-name",
+                "+",
+                "#",
+                "",
+            ] {
+                let three = [t.child(n, level), t.child(n, "+"), t.child(n, "#")];
+                assert_eq!(t.children3(n, level), three, "n{i} {level}");
+            }
+        }
+        let leaf = t.find("n0/x").unwrap();
+        assert_eq!(t.children3(leaf, "x"), [None; 3]);
     }
 
     #[test]
