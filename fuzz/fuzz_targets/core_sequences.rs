@@ -282,6 +282,31 @@ struct Slot {
     unsubs: VecDeque<(u16, usize)>,
 }
 
+/// A whole PUBLISH at the start of `rx` whose topic has more than 200 levels, returned with
+/// the topic's separators replaced by `_`.
+fn deep_publish(rx: &[u8]) -> Option<Vec<u8>> {
+    if rx.first()? & 0xf0 != 0x30 {
+        return None;
+    }
+    let (mut rem, mut i) = (0usize, 1);
+    loop {
+        let b = *rx.get(i)?;
+        rem |= ((b & 0x7f) as usize) << (7 * (i - 1));
+        i += 1;
+        if b & 0x80 == 0 || i > 4 {
+            break;
+        }
+    }
+    let mut p = rx.get(..i + rem)?.to_vec();
+    let len = u16::from_be_bytes([*p.get(i)?, *p.get(i + 1)?]) as usize;
+    let topic = p.get_mut(i + 2..i + 2 + len)?;
+    if topic.iter().filter(|&&c| c == b'/').count() <= mqtt::topic::MAX_SEPARATORS {
+        return None;
+    }
+    topic.iter_mut().filter(|c| **c == b'/').for_each(|c| *c = b'_');
+    Some(p)
+}
+
 /// A whole PUBACK or PUBREC with reason code 0x95 at the start of `rx`, returned with 0x80 in
 /// its place.
 fn too_large_ack(rx: &[u8]) -> Option<Vec<u8>> {
@@ -351,10 +376,24 @@ impl Slot {
                     pos += n;
                 }
                 Ok(Status::Partial) => break,
-                Err(e) => panic!(
-                    "the broker sent bytes a {version:?} client cannot decode: {e}\n{:02x?}",
-                    &rx[pos..]
-                ),
+                Err(e) => {
+                    // A topic over 200 levels is refused from clients, as mosquitto 2.0.20
+                    // does, but a mount point can take one there (and a will topic is not
+                    // checked): mosquitto delivers those, and so does midge. Checked with its
+                    // separators replaced.
+                    if let Some(flat) = deep_publish(&rx[pos..]) {
+                        if let Ok(Status::Complete(p, n)) = mqtt::decode(&flat, version, UNLIMITED)
+                        {
+                            self.check(&p, n, version, max_inflight);
+                            pos += n;
+                            continue;
+                        }
+                    }
+                    panic!(
+                        "the broker sent bytes a {version:?} client cannot decode: {e}\n{:02x?}",
+                        &rx[pos..]
+                    )
+                }
             }
         }
         self.rx = rx[pos..].to_vec();
