@@ -475,13 +475,17 @@ impl State {
         if self.end_counts.is_none() {
             let read = got.0 + got.1;
             let p = match (expected, self.truncated) {
-                (Some(x), true) => format!("file truncated after {read} of {} records", x.0 + x.1),
+                (Some(x), true) => format!(
+                    "file truncated after {read} of {} records",
+                    u128::from(x.0) + u128::from(x.1)
+                ),
                 (None, true) => {
                     format!("file truncated after {read} records (how many followed is unknown)")
                 }
                 (Some(x), false) => format!(
                     "no intact end record; {read} of {} records recovered",
-                    x.0 + x.1
+                    // Counts come from the file: a damaged header may announce anything.
+                    u128::from(x.0) + u128::from(x.1)
                 ),
                 (None, false) => format!(
                     "no intact end record; {read} records recovered, how many were lost is unknown"

@@ -553,6 +553,46 @@ fn a_damaged_header_loses_no_records() {
 }
 
 #[test]
+fn huge_announced_counts_are_reported_not_added_up() {
+    // An intact header may announce any count; the sum of two u64 counts must not overflow.
+    let m = msg("a", b"x", 0);
+    let r = record(TYPE_RETAINED, &msg_body(&m));
+    let mut want = Snapshot::default();
+    want.retained.push(m.clone());
+    let max = u64::MAX;
+    let sum = u128::from(max) * 2;
+    assert_eq!(
+        decode(&file(max, max, &[&r])),
+        Ok(damaged(
+            want.clone(),
+            &[
+                &format!("file truncated after 1 of {sum} records"),
+                &format!("lost {} of {max} retained messages", max - 1),
+                &format!("lost {max} of {max} sessions"),
+            ]
+        ))
+    );
+    let mut cut = file(max, max, &[&r]);
+    cut.truncate(cut.len() - 1);
+    assert_eq!(
+        decode(&cut),
+        Ok(damaged(
+            Snapshot::default(),
+            &[
+                &format!(
+                    "file truncated inside the record at offset {HEADER_LEN} ({} of its {} bytes present)",
+                    r.len() - 1,
+                    r.len()
+                ),
+                &format!("file truncated after 0 of {sum} records"),
+                &format!("lost {max} of {max} retained messages"),
+                &format!("lost {max} of {max} sessions"),
+            ]
+        ))
+    );
+}
+
+#[test]
 fn a_header_damaged_twice_is_still_read_when_a_version_1_record_follows() {
     let s = small();
     let mut b = encode(&s);
