@@ -62,7 +62,7 @@ fn session(b: &mut Broker, listener: usize) {
     Packet::Subscribe {
         pid: 1,
         filters: vec![("a/#", SubOptions::from(QoS::ExactlyOnce))],
-        props: Properties::default(),
+        props: Properties::default().into(),
     }
     .encode_version(Version::V5, &mut bytes);
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
@@ -73,7 +73,7 @@ fn session(b: &mut Broker, listener: usize) {
             topic: "a/b",
             pid: (qos != QoS::AtMostOnce).then_some(7),
             payload: b"0123456789abcdef0123456789",
-            props: Properties::default(),
+            props: Properties::default().into(),
         })
         .encode_version(Version::V5, &mut bytes);
     }

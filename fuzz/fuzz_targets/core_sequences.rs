@@ -303,7 +303,10 @@ fn deep_publish(rx: &[u8]) -> Option<Vec<u8>> {
     if topic.iter().filter(|&&c| c == b'/').count() <= mqtt::topic::MAX_SEPARATORS {
         return None;
     }
-    topic.iter_mut().filter(|c| **c == b'/').for_each(|c| *c = b'_');
+    topic
+        .iter_mut()
+        .filter(|c| **c == b'/')
+        .for_each(|c| *c = b'_');
     Some(p)
 }
 
@@ -362,7 +365,9 @@ impl Slot {
                                 pb.props.topic_alias,
                                 n
                             ),
-                            Packet::Connack { code, .. } => eprintln!("    client got CONNACK {code:#x}"),
+                            Packet::Connack { code, .. } => {
+                                eprintln!("    client got CONNACK {code:#x}")
+                            }
                             Packet::Disconnect { reason, .. } => {
                                 eprintln!("    client got DISCONNECT {reason:#x}")
                             }
@@ -550,7 +555,11 @@ impl Harness {
         let id = IDS[i];
         let slot = &mut self.slots[i];
         let n = self.broker.received(id, &slot.inbuf, self.now);
-        assert!(n <= slot.inbuf.len(), "consumed {n} of {}", slot.inbuf.len());
+        assert!(
+            n <= slot.inbuf.len(),
+            "consumed {n} of {}",
+            slot.inbuf.len()
+        );
         if self.broker.is_closed(id) {
             assert_eq!(n, slot.inbuf.len(), "a closed connection leaves bytes");
         } else if !self.broker.is_paused(id) {
@@ -725,7 +734,7 @@ impl Harness {
                     topic,
                     pid,
                     payload: &payload,
-                    props,
+                    props: props.into(),
                 };
                 Packet::Publish(p).encode_version(version, &mut bytes);
             }
@@ -733,7 +742,11 @@ impl Harness {
                 // Acknowledge something the client received, in order.
                 let slot = &mut self.slots[i];
                 let pick = s.u8() as usize;
-                let reason = if v5 { s.pick(&[0, 0, 0, 0x10, 0x80]) } else { 0 };
+                let reason = if v5 {
+                    s.pick(&[0, 0, 0, 0x10, 0x80])
+                } else {
+                    0
+                };
                 let Some((&pid, &state)) = slot
                     .outstanding
                     .iter()
@@ -754,7 +767,11 @@ impl Harness {
                 let kind = s.pick(&[mqtt::PUBACK, mqtt::PUBREC, mqtt::PUBREL, mqtt::PUBCOMP]);
                 let pid = s.pick(&[1, 2, 3, 0]);
                 let pid = if pid == 0 { s.u16() } else { pid };
-                let reason = if v5 { s.pick(&[0, 0x10, 0x80, 0x92]) } else { 0 };
+                let reason = if v5 {
+                    s.pick(&[0, 0x10, 0x80, 0x92])
+                } else {
+                    0
+                };
                 ack(kind, pid, reason, version, &mut bytes);
                 let unseen = !self.broker.output(IDS[i]).is_empty() || !self.slots[i].rx.is_empty();
                 if !self.slots[i].acked(kind, pid, reason) && unseen {
@@ -789,7 +806,7 @@ impl Harness {
                 Packet::Subscribe {
                     pid,
                     filters,
-                    props,
+                    props: props.into(),
                 }
                 .encode_version(version, &mut bytes);
                 self.slots[i].subs.push_back((pid, n));
@@ -802,7 +819,7 @@ impl Harness {
                 Packet::Unsubscribe {
                     pid,
                     filters: fs.iter().map(String::as_str).collect(),
-                    props: Properties::default(),
+                    props: Properties::default().into(),
                 }
                 .encode_version(version, &mut bytes);
                 self.slots[i].unsubs.push_back((pid, n));
@@ -814,11 +831,15 @@ impl Harness {
                     props.session_expiry_interval = s.pick(&[None, Some(0), Some(10)]);
                 }
                 let reason = if v5 { s.pick(&[0, 0, 4, 0x80]) } else { 0 };
-                Packet::Disconnect { reason, props }.encode_version(version, &mut bytes);
+                Packet::Disconnect {
+                    reason,
+                    props: props.into(),
+                }
+                .encode_version(version, &mut bytes);
             }
             _ => Packet::Auth {
                 reason: s.pick(&[0, 0x18, 0x19]),
-                props: Properties::default(),
+                props: Properties::default().into(),
             }
             .encode_version(Version::V5, &mut bytes),
         }
@@ -842,7 +863,11 @@ impl Harness {
             "write_snapshot differs from encode(snapshot())"
         );
         let d = format::decode(&bytes).expect("a written snapshot decodes");
-        assert!(!d.damaged, "a written snapshot is damaged: {:?}", d.problems);
+        assert!(
+            !d.damaged,
+            "a written snapshot is damaged: {:?}",
+            d.problems
+        );
         assert_eq!(d.snapshot, snap);
         let mut fresh = Broker::new(self.cfg.clone());
         let (r, n) = fresh.restore(d.snapshot, self.now);
@@ -862,7 +887,7 @@ fn ack(kind: u8, pid: u16, reason: u8, version: Version, out: &mut Vec<u8>) {
     let a = Ack {
         pid,
         reason,
-        props: Properties::default(),
+        props: Properties::default().into(),
     };
     let p = match kind {
         mqtt::PUBACK => Packet::Puback(a),
@@ -917,7 +942,8 @@ fuzz_target!(|data: &[u8]| {
                         open: true,
                         ..Slot::default()
                     };
-                    h.broker.open(id, &format!("10.0.0.{i}:5000{i}"), listener, h.now);
+                    h.broker
+                        .open(id, &format!("10.0.0.{i}:5000{i}"), listener, h.now);
                 }
             }
             1 => {
@@ -1003,8 +1029,11 @@ fuzz_target!(|data: &[u8]| {
                 if h.slots[i].open {
                     h.write(i, 0, 0);
                     let version = h.slots[i].version.unwrap_or(Version::V311);
-                    let pending: Vec<(u16, Out)> =
-                        h.slots[i].outstanding.iter().map(|(&p, &o)| (p, o)).collect();
+                    let pending: Vec<(u16, Out)> = h.slots[i]
+                        .outstanding
+                        .iter()
+                        .map(|(&p, &o)| (p, o))
+                        .collect();
                     let mut bytes = Vec::new();
                     for (pid, state) in pending {
                         let kind = match state {

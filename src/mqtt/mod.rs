@@ -20,7 +20,7 @@ pub mod topic;
 pub use encode::*;
 pub use packet::*;
 pub use primitives::{read_remaining_length, write_remaining_length, MAX_REMAINING_LENGTH};
-pub use props::Properties;
+pub use props::{Properties, Props};
 pub use reason::{connack, SUBACK_FAILURE};
 
 use std::fmt;

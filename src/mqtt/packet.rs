@@ -2,7 +2,7 @@
 //! in `encode.rs`).
 
 use super::primitives::{read_remaining_length, utf8, Reader};
-use super::props::{Place, Properties};
+use super::props::{Place, Properties, Props};
 use super::topic;
 use super::{Error, QoS, Status, Version};
 
@@ -55,7 +55,7 @@ pub struct Publish<'a> {
     /// Present exactly when `qos` is 1 or 2.
     pub pid: Option<u16>,
     pub payload: &'a [u8],
-    pub props: Properties<'a>,
+    pub props: Props<'a>,
 }
 
 /// PUBACK, PUBREC, PUBREL, PUBCOMP: a packet identifier, and in MQTT 5 a reason code and
@@ -64,7 +64,7 @@ pub struct Publish<'a> {
 pub struct Ack<'a> {
     pub pid: u16,
     pub reason: u8,
-    pub props: Properties<'a>,
+    pub props: Props<'a>,
 }
 
 impl Ack<'_> {
@@ -73,7 +73,7 @@ impl Ack<'_> {
         Ack {
             pid,
             reason: 0,
-            props: Properties::default(),
+            props: Props::default(),
         }
     }
 }
@@ -120,7 +120,7 @@ pub enum Packet<'a> {
     Connack {
         session_present: bool,
         code: u8,
-        props: Properties<'a>,
+        props: Props<'a>,
     },
     Publish(Publish<'a>),
     Puback(Ack<'a>),
@@ -130,34 +130,34 @@ pub enum Packet<'a> {
     Subscribe {
         pid: u16,
         filters: Vec<(&'a str, SubOptions)>,
-        props: Properties<'a>,
+        props: Props<'a>,
     },
     Suback {
         pid: u16,
         codes: Vec<u8>,
-        props: Properties<'a>,
+        props: Props<'a>,
     },
     Unsubscribe {
         pid: u16,
         filters: Vec<&'a str>,
-        props: Properties<'a>,
+        props: Props<'a>,
     },
     /// `codes` is empty in MQTT 3.1.1.
     Unsuback {
         pid: u16,
         codes: Vec<u8>,
-        props: Properties<'a>,
+        props: Props<'a>,
     },
     Pingreq,
     Pingresp,
     Disconnect {
         reason: u8,
-        props: Properties<'a>,
+        props: Props<'a>,
     },
     /// MQTT 5 only.
     Auth {
         reason: u8,
-        props: Properties<'a>,
+        props: Props<'a>,
     },
 }
 
@@ -185,27 +185,27 @@ impl Packet<'static> {
         Packet::Unsuback {
             pid,
             codes: Vec::new(),
-            props: Properties::default(),
+            props: Props::default(),
         }
     }
     pub fn disconnect() -> Self {
         Packet::Disconnect {
             reason: 0,
-            props: Properties::default(),
+            props: Props::default(),
         }
     }
     pub fn connack(session_present: bool, code: u8) -> Self {
         Packet::Connack {
             session_present,
             code,
-            props: Properties::default(),
+            props: Props::default(),
         }
     }
     pub fn suback(pid: u16, codes: Vec<u8>) -> Self {
         Packet::Suback {
             pid,
             codes,
-            props: Properties::default(),
+            props: Props::default(),
         }
     }
 }
@@ -378,9 +378,9 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
                 ));
             }
             let props = if v5 {
-                Properties::decode(&mut r, Place::Connack)?
+                Props::decode(&mut r, Place::Connack)?
             } else {
-                Properties::default()
+                Props::default()
             };
             Packet::Connack {
                 session_present: flags & 1 == 1,
@@ -398,9 +398,9 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
                 Some(pid(&mut r)?)
             };
             let props = if v5 {
-                Properties::decode(&mut r, Place::Publish)?
+                Props::decode(&mut r, Place::Publish)?
             } else {
-                Properties::default()
+                Props::default()
             };
             if !(v5 && t.is_empty() && props.topic_alias.is_some()) {
                 topic::validate_name(t)?;
@@ -425,9 +425,9 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
         SUBSCRIBE => {
             let id = pid(&mut r).map_err(malformed)?;
             let props = if v5 {
-                Properties::decode(&mut r, Place::Subscribe).map_err(not_allowed_malformed)?
+                Props::decode(&mut r, Place::Subscribe).map_err(not_allowed_malformed)?
             } else {
-                Properties::default()
+                Props::default()
             };
             let mut filters = Vec::new();
             while !r.is_empty() {
@@ -474,9 +474,9 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
         SUBACK => {
             let id = pid(&mut r)?;
             let props = if v5 {
-                Properties::decode(&mut r, Place::Suback)?
+                Props::decode(&mut r, Place::Suback)?
             } else {
-                Properties::default()
+                Props::default()
             };
             Packet::Suback {
                 pid: id,
@@ -487,9 +487,9 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
         UNSUBSCRIBE => {
             let id = pid(&mut r).map_err(malformed)?;
             let props = if v5 {
-                Properties::decode(&mut r, Place::Unsubscribe).map_err(not_allowed_malformed)?
+                Props::decode(&mut r, Place::Unsubscribe).map_err(not_allowed_malformed)?
             } else {
-                Properties::default()
+                Props::default()
             };
             let mut filters = Vec::new();
             while !r.is_empty() {
@@ -512,10 +512,10 @@ pub fn decode_body(byte1: u8, body: &[u8], version: Version) -> Result<Packet<'_
         UNSUBACK => {
             let id = pid(&mut r)?;
             let (props, codes) = if v5 {
-                let p = Properties::decode(&mut r, Place::Unsuback)?;
+                let p = Props::decode(&mut r, Place::Unsuback)?;
                 (p, r.rest().to_vec())
             } else {
-                (Properties::default(), Vec::new())
+                (Props::default(), Vec::new())
             };
             Packet::Unsuback {
                 pid: id,
@@ -583,19 +583,15 @@ fn check_ack_reason(place: Place, code: u8) -> Result<(), Error> {
 }
 
 /// MQTT 5's optional reason code and optional properties at the end of a packet.
-fn reason_props<'a>(
-    r: &mut Reader<'a>,
-    v5: bool,
-    place: Place,
-) -> Result<(u8, Properties<'a>), Error> {
+fn reason_props<'a>(r: &mut Reader<'a>, v5: bool, place: Place) -> Result<(u8, Props<'a>), Error> {
     if !v5 || r.is_empty() {
-        return Ok((0, Properties::default()));
+        return Ok((0, Props::default()));
     }
     let reason = r.u8()?;
     let props = if r.is_empty() {
-        Properties::default()
+        Props::default()
     } else {
-        Properties::decode(r, place)?
+        Props::decode(r, place)?
     };
     Ok((reason, props))
 }

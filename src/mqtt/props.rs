@@ -89,6 +89,104 @@ pub struct Properties<'a> {
     pub raw: Raw<'a>,
 }
 
+/// No properties: what an absent [`Props`] reads as.
+static NONE: Properties<'static> = Properties {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    content_type: None,
+    response_topic: None,
+    correlation_data: None,
+    subscription_identifiers: Vec::new(),
+    session_expiry_interval: None,
+    assigned_client_identifier: None,
+    server_keep_alive: None,
+    authentication_method: None,
+    authentication_data: None,
+    request_problem_information: None,
+    will_delay_interval: None,
+    request_response_information: None,
+    response_information: None,
+    server_reference: None,
+    reason_string: None,
+    receive_maximum: None,
+    topic_alias_maximum: None,
+    topic_alias: None,
+    maximum_qos: None,
+    retain_available: None,
+    user: Vec::new(),
+    maximum_packet_size: None,
+    wildcard_subscription_available: None,
+    subscription_identifier_available: None,
+    shared_subscription_available: None,
+    raw: Raw(&[]),
+};
+
+/// A packet's properties as the packet holds them: one pointer, null when there are none (every
+/// MQTT 3.1.1 packet and most MQTT 5 ones), so that a decoded [`Packet`](super::Packet) is a few
+/// words to move instead of the 272 bytes of a [`Properties`]. Reads as a `Properties` (through
+/// `Deref`; absent reads as empty); a write allocates it.
+#[derive(Clone, Default)]
+pub struct Props<'a>(Option<Box<Properties<'a>>>);
+
+impl<'a> Props<'a> {
+    /// Whether there are none.
+    pub fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// [`Properties::decode`], allocating only when the block is not empty.
+    pub fn decode(r: &mut Reader<'a>, place: Place) -> Result<Props<'a>, Error> {
+        let p = Properties::decode(r, place)?;
+        Ok(if p.raw.0.is_empty() {
+            Props(None)
+        } else {
+            Props(Some(Box::new(p)))
+        })
+    }
+}
+
+impl<'a> std::ops::Deref for Props<'a> {
+    type Target = Properties<'a>;
+    #[inline]
+    fn deref(&self) -> &Properties<'a> {
+        match &self.0 {
+            Some(p) => p,
+            None => &NONE,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Props<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl<'a> From<Properties<'a>> for Props<'a> {
+    fn from(p: Properties<'a>) -> Props<'a> {
+        // Decoded properties are empty exactly when their bytes are; built ones are compared.
+        if p.raw.0.is_empty() && p == NONE {
+            Props(None)
+        } else {
+            Props(Some(Box::new(p)))
+        }
+    }
+}
+
+impl PartialEq for Props<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Props<'_> {}
+
+impl std::fmt::Debug for Props<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// Property bytes as they arrived, kept so that a PUBLISH can be forwarded with its
 /// properties in the publisher's order. Equal to any other: two property sets are compared by
 /// their values.

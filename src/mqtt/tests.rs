@@ -38,12 +38,12 @@ fn samples() -> Vec<Packet<'static>> {
             password: Some(b"secret"),
         }),
         Packet::Connack {
-            props: Properties::default(),
+            props: Properties::default().into(),
             session_present: true,
             code: 0,
         },
         Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: false,
             qos: QoS::AtMostOnce,
             retain: false,
@@ -52,7 +52,7 @@ fn samples() -> Vec<Packet<'static>> {
             payload: b"Hello world",
         }),
         Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: true,
             qos: QoS::ExactlyOnce,
             retain: true,
@@ -65,7 +65,7 @@ fn samples() -> Vec<Packet<'static>> {
         Packet::pubrel(3),
         Packet::pubcomp(4),
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 7,
             filters: vec![
                 ("home/+/sitting_room", QoS::AtLeastOnce.into()),
@@ -73,12 +73,12 @@ fn samples() -> Vec<Packet<'static>> {
             ],
         },
         Packet::Suback {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 7,
             codes: vec![1, 2, 0x80],
         },
         Packet::Unsubscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 8,
             filters: vec!["a/#"],
         },
@@ -456,7 +456,8 @@ fn samples_v5() -> Vec<Packet<'static>> {
                 maximum_packet_size: Some(99),
                 reason_string: Some("fine"),
                 ..Properties::default()
-            },
+            }
+            .into(),
         },
         Packet::Publish(Publish {
             dup: false,
@@ -465,7 +466,7 @@ fn samples_v5() -> Vec<Packet<'static>> {
             topic: "a/b",
             pid: Some(5),
             payload: b"x",
-            props: full_props(),
+            props: full_props().into(),
         }),
         Packet::Publish(Publish {
             dup: false,
@@ -477,13 +478,14 @@ fn samples_v5() -> Vec<Packet<'static>> {
             props: Properties {
                 topic_alias: Some(1),
                 ..Properties::default()
-            },
+            }
+            .into(),
         }),
         Packet::Puback(Ack::new(1)),
         Packet::Puback(Ack {
             pid: 2,
             reason: 0x10,
-            props: Properties::default(),
+            props: Properties::default().into(),
         }),
         Packet::Pubrec(Ack {
             pid: 3,
@@ -492,7 +494,8 @@ fn samples_v5() -> Vec<Packet<'static>> {
                 reason_string: Some("no"),
                 user: vec![("x", "y")],
                 ..Properties::default()
-            },
+            }
+            .into(),
         }),
         Packet::Pubrel(Ack::new(4)),
         Packet::Pubcomp(Ack::new(5)),
@@ -510,33 +513,35 @@ fn samples_v5() -> Vec<Packet<'static>> {
             props: Properties {
                 subscription_identifiers: vec![42],
                 ..Properties::default()
-            },
+            }
+            .into(),
         },
         Packet::Suback {
             pid: 9,
             codes: vec![2, 0x9e],
-            props: Properties::default(),
+            props: Properties::default().into(),
         },
         Packet::Unsubscribe {
             pid: 10,
             filters: vec!["a/#", "b"],
-            props: Properties::default(),
+            props: Properties::default().into(),
         },
         Packet::Unsuback {
             pid: 10,
             codes: vec![0, 0x11],
-            props: Properties::default(),
+            props: Properties::default().into(),
         },
         Packet::Disconnect {
             reason: 0,
-            props: Properties::default(),
+            props: Properties::default().into(),
         },
         Packet::Disconnect {
             reason: 0x04,
             props: Properties {
                 session_expiry_interval: Some(0),
                 ..Properties::default()
-            },
+            }
+            .into(),
         },
         Packet::Auth {
             reason: 0x18,
@@ -544,7 +549,8 @@ fn samples_v5() -> Vec<Packet<'static>> {
                 authentication_method: Some("SCRAM"),
                 authentication_data: Some(b"d"),
                 ..Properties::default()
-            },
+            }
+            .into(),
         },
     ]
 }
@@ -856,4 +862,27 @@ fn forwarded_properties_keep_the_publishers_order() {
         ..Properties::default()
     };
     assert_eq!(built.forwardable(), vec![0x01, 1, 0x03, 0, 1, b'c']);
+}
+
+#[test]
+fn a_decoded_packet_is_a_few_words_to_move() {
+    // Properties (272 bytes on 64-bit targets) stay behind a pointer, null when absent: every
+    // decoded packet moves through the broker's dispatch by value.
+    let words = std::mem::size_of::<usize>();
+    assert!(
+        std::mem::size_of::<Packet>() <= 7 * words,
+        "{}",
+        std::mem::size_of::<Packet>()
+    );
+    assert_eq!(std::mem::size_of::<Props>(), words);
+    let p = Props::default();
+    assert!(p.is_none());
+    assert_eq!(*p, Properties::default());
+    // Empty properties are stored as none; any value makes them present.
+    assert!(Props::from(Properties::default()).is_none());
+    let mut q = Props::default();
+    q.topic_alias = Some(3);
+    assert!(!q.is_none());
+    assert_eq!(q.topic_alias, Some(3));
+    assert_ne!(q, p);
 }

@@ -528,14 +528,14 @@ impl Broker {
                 Packet::Subscribe {
                     pid,
                     filters: vec![(t.remote.as_str(), opts)],
-                    props: Properties::default(),
+                    props: Default::default(),
                 }
                 .encode_version(cfg.version, &mut out);
             } else if cfg.attempt_unsubscribe {
                 Packet::Unsubscribe {
                     pid,
                     filters: vec![t.remote.as_str()],
-                    props: Properties::default(),
+                    props: Default::default(),
                 }
                 .encode_version(cfg.version, &mut out);
             }

@@ -44,7 +44,7 @@ fn connect(id: &str, clean: bool, ka: u16) -> Connect<'_> {
 
 fn publish<'a>(topic: &'a str, payload: &'a [u8], qos: QoS, pid: Option<u16>) -> Packet<'a> {
     Packet::Publish(Publish {
-        props: Properties::default(),
+        props: Properties::default().into(),
         dup: false,
         qos,
         retain: false,
@@ -56,7 +56,7 @@ fn publish<'a>(topic: &'a str, payload: &'a [u8], qos: QoS, pid: Option<u16>) ->
 
 fn connack(sp: bool, code: u8) -> Packet<'static> {
     Packet::Connack {
-        props: Properties::default(),
+        props: Properties::default().into(),
         session_present: sp,
         code,
     }
@@ -104,7 +104,7 @@ impl H {
         self.send(
             id,
             Packet::Subscribe {
-                props: Properties::default(),
+                props: Properties::default().into(),
                 pid: 1,
                 filters: vec![(filter, qos.into())],
             },
@@ -112,7 +112,7 @@ impl H {
         assert_eq!(
             self.take(id),
             enc(&[Packet::Suback {
-                props: Properties::default(),
+                props: Properties::default().into(),
                 pid: 1,
                 codes: vec![qos.as_u8()]
             }])
@@ -179,7 +179,7 @@ fn will_client(delay: u32, expiry: u32) -> Connect<'static> {
 
 fn subscribe_pkt(filter: &str) -> Packet<'_> {
     Packet::Subscribe {
-        props: Properties::default(),
+        props: Properties::default().into(),
         pid: 1,
         filters: vec![(filter, QoS::AtMostOnce.into())],
     }
@@ -247,7 +247,8 @@ impl H {
                 props: Properties {
                     subscription_identifiers: sub_id.into_iter().collect(),
                     ..Properties::default()
-                },
+                }
+                .into(),
             },
         );
     }
@@ -261,7 +262,7 @@ fn pub5<'a>(
     props: Properties<'a>,
 ) -> Packet<'a> {
     Packet::Publish(Publish {
-        props,
+        props: props.into(),
         dup: false,
         qos,
         retain: false,

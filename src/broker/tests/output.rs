@@ -47,7 +47,7 @@ fn a_long_payload_is_stored_once_and_sent_by_reference_to_every_subscriber() {
             Packet::Puback(Ack {
                 pid: 1,
                 reason: 0,
-                props: Properties::default(),
+                props: Properties::default().into(),
             }),
         );
     }

@@ -100,7 +100,7 @@ fn acl_grants_every_subscribe_and_filters_delivery_as_mosquitto() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![
                 ("cmd/#", QoS::AtLeastOnce.into()),
@@ -111,7 +111,7 @@ fn acl_grants_every_subscribe_and_filters_delivery_as_mosquitto() {
     assert_eq!(
         h.take(1),
         enc(&[Packet::Suback {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             codes: vec![1, 0]
         }])
@@ -135,7 +135,7 @@ fn acl_filters_publish_subscribe_and_delivery() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![
                 ("home/#", QoS::AtMostOnce.into()),
@@ -148,7 +148,7 @@ fn acl_filters_publish_subscribe_and_delivery() {
     assert_eq!(
         h.take(1),
         enc(&[Packet::Suback {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             codes: vec![0, 0x80, 0]
         }])
@@ -177,7 +177,7 @@ fn acl_applies_to_retained_messages_and_their_source() {
     let mut h = with_policy(|p| p.acl = acl(rules), |c| c.acl_refuse_subscribe = true);
     h.client(1, login("writer", Some("w")));
     let retained = Packet::Publish(Publish {
-        props: Properties::default(),
+        props: Properties::default().into(),
         dup: false,
         qos: QoS::AtMostOnce,
         retain: true,
@@ -190,18 +190,18 @@ fn acl_applies_to_retained_messages_and_their_source() {
     h.send(
         2,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![("r/#", QoS::AtMostOnce.into())],
         },
     );
     let mut want = enc(&[Packet::Suback {
-        props: Properties::default(),
+        props: Properties::default().into(),
         pid: 1,
         codes: vec![0],
     }]);
     want.extend(enc(&[Packet::Publish(Publish {
-        props: Properties::default(),
+        props: Properties::default().into(),
         dup: false,
         qos: QoS::AtMostOnce,
         retain: true,
@@ -215,7 +215,7 @@ fn acl_applies_to_retained_messages_and_their_source() {
     h.send(
         2,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 2,
             filters: vec![("r/#", QoS::AtMostOnce.into())],
         },
@@ -223,7 +223,7 @@ fn acl_applies_to_retained_messages_and_their_source() {
     assert_eq!(
         h.take(2),
         enc(&[Packet::Suback {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 2,
             codes: vec![0]
         }])
@@ -232,7 +232,7 @@ fn acl_applies_to_retained_messages_and_their_source() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 3,
             filters: vec![("r/#", QoS::AtMostOnce.into())],
         },
@@ -240,7 +240,7 @@ fn acl_applies_to_retained_messages_and_their_source() {
     assert_eq!(
         h.take(1),
         enc(&[Packet::Suback {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 3,
             codes: vec![0x80]
         }])
@@ -282,7 +282,7 @@ fn mount_point_prefixes_topics_and_hides_the_prefix() {
     h.send(
         2,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![("t", QoS::AtMostOnce.into())],
         },
@@ -303,7 +303,7 @@ fn max_qos_caps_grants_and_refuses_higher_publishes() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![("t", QoS::ExactlyOnce.into())],
         },
@@ -311,7 +311,7 @@ fn max_qos_caps_grants_and_refuses_higher_publishes() {
     assert_eq!(
         h.take(1),
         enc(&[Packet::Suback {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             codes: vec![1]
         }])
@@ -340,7 +340,7 @@ fn retain_unavailable_closes_on_retained_publish() {
     h.b.received(
         1,
         &enc(&[Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: false,
             qos: QoS::AtMostOnce,
             retain: true,
@@ -385,7 +385,7 @@ fn qos0_queued_for_away_clients_when_configured() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![("t", QoS::AtMostOnce.into())],
         },

@@ -10,7 +10,7 @@ fn share_member(h: &mut H, id: ConnId, name: &str, qos: QoS) {
         enc5(&[Packet::Suback {
             pid: 1,
             codes: vec![qos.as_u8()],
-            props: Properties::default()
+            props: Properties::default().into()
         }])
     );
 }
@@ -58,7 +58,7 @@ fn shared_subscription_gets_no_retained_messages_and_rejects_no_local() {
     h.b.received(
         5,
         &enc(&[Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: false,
             qos: QoS::AtMostOnce,
             retain: true,
@@ -82,7 +82,7 @@ fn shared_subscription_gets_no_retained_messages_and_rejects_no_local() {
         h.take(2),
         enc5(&[Packet::Disconnect {
             reason: reason::PROTOCOL_ERROR,
-            props: Properties::default()
+            props: Properties::default().into()
         }])
     );
 }
@@ -127,7 +127,7 @@ fn unsubscribing_the_last_member_removes_the_group() {
         Packet::Unsubscribe {
             pid: 2,
             filters: vec!["$share/workers/jobs/#"],
-            props: Properties::default(),
+            props: Properties::default().into(),
         },
     );
     assert_eq!(
@@ -135,7 +135,7 @@ fn unsubscribing_the_last_member_removes_the_group() {
         enc5(&[Packet::Unsuback {
             pid: 2,
             codes: vec![0],
-            props: Properties::default()
+            props: Properties::default().into()
         }])
     );
     assert!(h.b.subscriptions().is_empty());

@@ -10,7 +10,7 @@ fn snapshot_and_restore_carry_sessions_retained_and_inflight_state() {
     a.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![("q/#", QoS::ExactlyOnce.into())],
         },
@@ -29,7 +29,7 @@ fn snapshot_and_restore_carry_sessions_retained_and_inflight_state() {
     a.send(
         2,
         Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: false,
             qos: QoS::AtMostOnce,
             retain: true,
@@ -106,7 +106,7 @@ fn sys_topics_are_published_retained_when_they_change() {
         enc(&[
             Packet::suback(1, vec![0]),
             Packet::Publish(Publish {
-                props: Properties::default(),
+                props: Properties::default().into(),
                 dup: false,
                 qos: QoS::AtMostOnce,
                 retain: true,
@@ -159,7 +159,7 @@ fn sys_rounds_are_no_changes_for_autosave() {
     h.send(
         1,
         Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: false,
             qos: QoS::AtMostOnce,
             retain: true,
@@ -178,7 +178,7 @@ fn streamed_snapshot_decodes_to_the_collected_one() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![("#", QoS::AtLeastOnce.into())],
         },
@@ -191,7 +191,7 @@ fn streamed_snapshot_decodes_to_the_collected_one() {
         h.b.received(
             2,
             &enc(&[Packet::Publish(Publish {
-                props: Properties::default(),
+                props: Properties::default().into(),
                 dup: false,
                 qos: QoS::AtLeastOnce,
                 retain: i % 2 == 0,

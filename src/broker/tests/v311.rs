@@ -108,7 +108,7 @@ fn keepalive_expiry_closes_and_publishes_will() {
     assert_eq!(
         h.take(1),
         enc(&[Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: false,
             qos: QoS::AtLeastOnce,
             retain: false,
@@ -292,7 +292,7 @@ fn overlapping_subscriptions_deliver_once_at_highest_qos() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 2,
             filters: vec![("a/+", QoS::AtLeastOnce.into())],
         },
@@ -323,7 +323,7 @@ fn unsubscribe_stops_delivery() {
     h.send(
         1,
         Packet::Unsubscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 9,
             filters: vec!["t"],
         },
@@ -342,7 +342,7 @@ fn retained_messages_stored_replaced_deleted() {
     h.client(2, connect("pub", true, 0));
     let retained = |p: &'static [u8]| {
         Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: false,
             qos: QoS::AtLeastOnce,
             retain: true,
@@ -358,7 +358,7 @@ fn retained_messages_stored_replaced_deleted() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![("home/#", QoS::AtMostOnce.into())],
         },
@@ -367,12 +367,12 @@ fn retained_messages_stored_replaced_deleted() {
         h.take(1),
         enc(&[
             Packet::Suback {
-                props: Properties::default(),
+                props: Properties::default().into(),
                 pid: 1,
                 codes: vec![0]
             },
             Packet::Publish(Publish {
-                props: Properties::default(),
+                props: Properties::default().into(),
                 dup: false,
                 qos: QoS::AtMostOnce,
                 retain: true,
@@ -403,7 +403,7 @@ fn persistent_session_queues_qos1_while_away() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![("t", QoS::AtLeastOnce.into())],
         },
@@ -434,7 +434,7 @@ fn unacknowledged_messages_are_resent_with_dup_on_reconnect() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![("t", QoS::ExactlyOnce.into())],
         },
@@ -463,7 +463,7 @@ fn clean_session_discards_the_old_session() {
     h.send(
         1,
         Packet::Subscribe {
-            props: Properties::default(),
+            props: Properties::default().into(),
             pid: 1,
             filters: vec![("t", QoS::AtLeastOnce.into())],
         },
@@ -704,7 +704,7 @@ fn random_packet_sequences_keep_the_core_sound() {
                 })]),
                 2..=4 => {
                     let mut b = enc(&[Packet::Publish(Publish {
-                        props: Properties::default(),
+                        props: Properties::default().into(),
                         dup: false,
                         qos,
                         retain: next(3) == 0,
@@ -718,12 +718,12 @@ fn random_packet_sequences_keep_the_core_sound() {
                     b
                 }
                 5 => enc(&[Packet::Subscribe {
-                    props: Properties::default(),
+                    props: Properties::default().into(),
                     pid,
                     filters: vec![(filters[next(6) as usize], qos.into())],
                 }]),
                 6 => enc(&[Packet::Unsubscribe {
-                    props: Properties::default(),
+                    props: Properties::default().into(),
                     pid,
                     filters: vec![filters[next(6) as usize]],
                 }]),

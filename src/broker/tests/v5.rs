@@ -129,7 +129,8 @@ fn session_expiry_zero_ends_at_disconnect_and_cannot_be_raised() {
             props: Properties {
                 session_expiry_interval: Some(60),
                 ..Properties::default()
-            },
+            }
+            .into(),
         },
     );
     // [MQTT-3.14.2-2]: a protocol error, answered with DISCONNECT 0x82.
@@ -137,7 +138,7 @@ fn session_expiry_zero_ends_at_disconnect_and_cannot_be_raised() {
         h.take(1),
         enc5(&[Packet::Disconnect {
             reason: reason::PROTOCOL_ERROR,
-            props: Properties::default()
+            props: Properties::default().into()
         }])
     );
     assert!(h.b.is_closed(1));
@@ -203,7 +204,7 @@ fn disconnect_with_will_message_sends_the_will() {
         2,
         Packet::Disconnect {
             reason: reason::DISCONNECT_WITH_WILL,
-            props: Properties::default(),
+            props: Properties::default().into(),
         },
     );
     assert_eq!(
@@ -254,7 +255,8 @@ fn retained_message_expires() {
         props: Properties {
             message_expiry_interval: Some(1),
             ..Properties::default()
-        },
+        }
+        .into(),
         dup: false,
         qos: QoS::AtMostOnce,
         retain: true,
@@ -264,7 +266,7 @@ fn retained_message_expires() {
     };
     h.send5(2, Packet::Publish(p.clone()));
     p.topic = "r2";
-    p.props = Properties::default();
+    p.props = Properties::default().into();
     h.send5(2, Packet::Publish(p));
     h.advance(1_001);
     h.client(1, connect("s", true, 0));
@@ -275,7 +277,7 @@ fn retained_message_expires() {
         enc(&[
             Packet::suback(1, vec![0]),
             Packet::Publish(Publish {
-                props: Properties::default(),
+                props: Properties::default().into(),
                 dup: false,
                 qos: QoS::AtMostOnce,
                 retain: true,
@@ -315,7 +317,7 @@ fn topic_aliases_from_the_client() {
         h.take(2),
         enc5(&[Packet::Disconnect {
             reason: reason::PROTOCOL_ERROR,
-            props: Properties::default()
+            props: Properties::default().into()
         }])
     );
     h.client5(3, connect5("p3", true, Properties::default()));
@@ -324,7 +326,7 @@ fn topic_aliases_from_the_client() {
         h.take(3),
         enc5(&[Packet::Disconnect {
             reason: reason::TOPIC_ALIAS_INVALID,
-            props: Properties::default()
+            props: Properties::default().into()
         }])
     );
 }
@@ -456,7 +458,7 @@ fn no_local_retain_as_published_and_subscription_ids() {
     h.send5(
         1,
         Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: false,
             qos: QoS::AtMostOnce,
             retain: true,
@@ -475,7 +477,7 @@ fn no_local_retain_as_published_and_subscription_ids() {
     h.b.received(
         2,
         &enc(&[Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: false,
             qos: QoS::AtMostOnce,
             retain: true,
@@ -500,7 +502,7 @@ fn retain_handling_options() {
     h.b.received(
         2,
         &enc(&[Packet::Publish(Publish {
-            props: Properties::default(),
+            props: Properties::default().into(),
             dup: false,
             qos: QoS::AtMostOnce,
             retain: true,
@@ -553,7 +555,7 @@ fn v5_acks_and_subacks_carry_reason_codes() {
         enc5(&[Packet::Puback(Ack {
             pid: 1,
             reason: reason::NO_MATCHING_SUBSCRIBERS,
-            props: Properties::default()
+            props: Properties::default().into()
         })])
     );
     // A shared filter with an empty group name is granted, as mosquitto 2.0 grants it.
@@ -563,7 +565,7 @@ fn v5_acks_and_subacks_carry_reason_codes() {
         enc5(&[Packet::Suback {
             pid: 1,
             codes: vec![0],
-            props: Properties::default()
+            props: Properties::default().into()
         }])
     );
     h.send5(
@@ -571,7 +573,7 @@ fn v5_acks_and_subacks_carry_reason_codes() {
         Packet::Unsubscribe {
             pid: 2,
             filters: vec!["never"],
-            props: Properties::default(),
+            props: Properties::default().into(),
         },
     );
     assert_eq!(
@@ -579,7 +581,7 @@ fn v5_acks_and_subacks_carry_reason_codes() {
         enc5(&[Packet::Unsuback {
             pid: 2,
             codes: vec![reason::NO_SUBSCRIPTION_EXISTED],
-            props: Properties::default()
+            props: Properties::default().into()
         }])
     );
 }
@@ -595,7 +597,7 @@ fn v5_server_disconnects_say_why() {
         h.take(1),
         enc5(&[Packet::Disconnect {
             reason: reason::KEEP_ALIVE_TIMEOUT,
-            props: Properties::default()
+            props: Properties::default().into()
         }])
     );
     h.client5(2, connect5("same", true, Properties::default()));
@@ -604,7 +606,7 @@ fn v5_server_disconnects_say_why() {
         h.take(2),
         enc5(&[Packet::Disconnect {
             reason: reason::SESSION_TAKEN_OVER,
-            props: Properties::default()
+            props: Properties::default().into()
         }])
     );
 }
