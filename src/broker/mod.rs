@@ -167,6 +167,9 @@ pub struct Broker {
     scratch_matches: Vec<SubEntry>,
     scratch_stack: Vec<(usize, usize)>,
     scratch_props: Vec<u8>,
+    /// The last published message, when nothing kept it (every delivery copied its small
+    /// payload into output): the next one from a client reuses its memory.
+    spare_msg: message::Spare,
     /// Emptied output segments kept for reuse while traffic lasts.
     spare: out::Spare,
     pub stats: Stats,
@@ -222,6 +225,7 @@ impl Broker {
             scratch_matches: Vec::new(),
             scratch_stack: Vec::new(),
             scratch_props: Vec::new(),
+            spare_msg: message::Spare::default(),
             spare: out::Spare::default(),
             stats: Stats::default(),
             bridges,

@@ -2,13 +2,11 @@
 //! acknowledged, routed to every matching subscription and delivered into each subscriber's
 //! queue, where backpressure may pause its publisher.
 
-use std::rc::Rc;
-
 use log::{debug, info, warn};
 
 use super::session::Queued;
 use super::timers::after_secs;
-use super::{mounted, reason, unmounted, Broker, ConnId, Fault, Handled, Message, Millis, Msg};
+use super::{mounted, reason, unmounted, Broker, ConnId, Fault, Handled, Millis, Msg};
 use super::{Origin, SessionId, THROTTLE_MAX_MS};
 use crate::auth::acl::Access;
 use crate::mqtt::{self, Properties, QoS};
@@ -164,19 +162,15 @@ impl Broker {
                     listener,
                 })
             });
-            let msg = Rc::new(Message {
-                topic: topic.into(),
-                payload: p.payload.into(),
-                qos: p.qos,
-                retain: p.retain,
-                origin,
-                props: if v5 {
-                    p.props.forwardable().into()
-                } else {
-                    Box::default()
-                },
-                expiry: p.props.message_expiry_interval.map(|e| after_secs(now, e)),
-            });
+            let props = if v5 {
+                p.props.forwardable().into()
+            } else {
+                Box::default()
+            };
+            let expiry = p.props.message_expiry_interval.map(|e| after_secs(now, e));
+            let msg = self
+                .spare_msg
+                .message(&topic, p.payload, p.qos, p.retain, origin, props, expiry);
             self.publishing = Some(id);
             let reached = self.publish(msg, Some(sid));
             self.publishing = None;
@@ -282,6 +276,7 @@ impl Broker {
             self.deliver(sid, &msg, qos, rap && msg.retain, ids.into(), 0);
         }
         self.scratch_matches = matches;
+        self.spare_msg.keep(msg);
         reached
     }
 

@@ -167,7 +167,9 @@ fn printable_ascii(b: &[u8]) -> bool {
     let tail = words.remainder();
     if !tail.is_empty() {
         let mut a = [b'a'; 8];
-        a[..tail.len()].copy_from_slice(tail);
+        for (d, s) in a.iter_mut().zip(tail) {
+            *d = *s;
+        }
         any |= bad(u64::from_le_bytes(a));
     }
     any == 0
