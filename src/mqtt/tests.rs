@@ -870,7 +870,7 @@ fn a_decoded_packet_is_a_few_words_to_move() {
     // decoded packet moves through the broker's dispatch by value.
     let words = std::mem::size_of::<usize>();
     assert!(
-        std::mem::size_of::<Packet>() <= 7 * words,
+        std::mem::size_of::<Packet>() <= 8 * words,
         "{}",
         std::mem::size_of::<Packet>()
     );
