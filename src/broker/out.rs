@@ -39,13 +39,51 @@ pub(super) const SPARE_KEEP_MS: u64 = 1_000;
 /// on memory the allocator had given back) of one grown from empty, which were a fifth of the
 /// broker's time in a fan-out of 1 KiB messages. Held only under traffic: all are freed
 /// [`SPARE_KEEP_MS`] after the last use, so an idle broker keeps none.
+///
+/// Emptied rings are kept the same way, with their segment lists' capacity: a fan-out of long
+/// payloads puts head and payload segments into every subscriber's ring each turn, and a ring
+/// built from empty grows its list twice or three times a batch.
 #[derive(Default)]
 pub(super) struct Spare {
     bufs: Vec<Vec<u8>>,
+    #[allow(
+        clippy::vec_box,
+        reason = "a ring is handed to `Out` in its box, as it was kept: no allocation either way"
+    )]
+    rings: Vec<Box<Ring>>,
     last_used: u64,
 }
 
 impl Spare {
+    fn ring(&mut self, now: u64) -> Box<Ring> {
+        match self.rings.pop() {
+            Some(r) => {
+                self.last_used = now;
+                r
+            }
+            None => Box::default(),
+        }
+    }
+
+    /// Takes back an emptied ring (its bytes segment goes with the others).
+    fn give_ring(&mut self, mut r: Box<Ring>, now: u64) {
+        if r.tail.capacity() >= SEG_MAX {
+            let tail = std::mem::take(&mut r.tail);
+            self.give(tail, now);
+        }
+        // Only rings that held segments (long payloads) have anything worth keeping; a short
+        // bytes segment (for packet heads) stays with its ring.
+        if self.rings.len() < SPARE_MAX && (1..=MAX_SEGS).contains(&r.segs.capacity()) {
+            r.tail.clear();
+            r.segs.clear();
+            r.pos = 0;
+            r.sealed = 0;
+            r.shared = 0;
+            self.rings.push(r);
+            self.last_used = now;
+        }
+    }
+
     fn take(&mut self, now: u64) -> Option<Vec<u8>> {
         let b = self.bufs.pop()?;
         self.last_used = now;
@@ -62,13 +100,15 @@ impl Spare {
 
     /// When the kept segments are to be freed, if any are kept.
     pub(super) fn deadline(&self) -> Option<u64> {
-        (!self.bufs.is_empty()).then(|| self.last_used.saturating_add(SPARE_KEEP_MS))
+        (!self.bufs.is_empty() || !self.rings.is_empty())
+            .then(|| self.last_used.saturating_add(SPARE_KEEP_MS))
     }
 
     /// Frees the kept segments once unused for [`SPARE_KEEP_MS`].
     pub(super) fn expire(&mut self, now: u64) {
         if self.deadline().is_some_and(|t| t <= now) {
             self.bufs = Vec::new();
+            self.rings = Vec::new();
         }
     }
 
@@ -78,9 +118,15 @@ impl Spare {
     }
 }
 
+/// A packet head up to this long, followed by a shared payload, is kept in its segment itself.
+const HEAD_INLINE: usize = 38;
+
 enum Seg {
     Bytes(Vec<u8>),
     Payload(Msg),
+    /// The head of a PUBLISH whose payload follows by reference: kept in place, so that a ring
+    /// of long messages allocates no buffer per head.
+    Head(u8, [u8; HEAD_INLINE]),
 }
 
 impl Seg {
@@ -88,6 +134,7 @@ impl Seg {
         match self {
             Seg::Bytes(b) => b,
             Seg::Payload(m) => &m.payload,
+            Seg::Head(n, b) => b.get(..*n as usize).unwrap_or_default(),
         }
     }
 }
@@ -107,6 +154,22 @@ struct Ring {
 }
 
 impl Ring {
+    /// Ends `tail` before a shared payload: a short tail (the payload's head alone) is copied
+    /// into a segment of its own and `tail` keeps its memory; a longer one is sealed.
+    fn seal_head(&mut self) {
+        let n = self.tail.len();
+        if n == 0 || n > HEAD_INLINE {
+            return self.seal();
+        }
+        let mut head = [0u8; HEAD_INLINE];
+        for (d, s) in head.iter_mut().zip(&self.tail) {
+            *d = *s;
+        }
+        self.sealed += n;
+        self.segs.push_back(Seg::Head(n as u8, head));
+        self.tail.clear();
+    }
+
     /// Ends `tail`: later bytes go after what comes next.
     fn seal(&mut self) {
         if !self.tail.is_empty() {
@@ -166,7 +229,7 @@ impl Out {
             return;
         }
         let r = self.0.get_or_insert_with(Box::default);
-        r.seal();
+        r.seal_head();
         r.sealed += msg.payload.len();
         r.shared += msg.payload.len();
         r.segs.push_back(Seg::Payload(msg.clone()));
@@ -189,7 +252,7 @@ impl Out {
         spare: &mut Spare,
         now: u64,
     ) {
-        let r = self.0.get_or_insert_with(Box::default);
+        let r = self.0.get_or_insert_with(|| spare.ring(now));
         if r.tail.capacity() < SEG_MAX {
             if let Some(buf) = spare.take(now) {
                 r.seal();
@@ -258,14 +321,14 @@ impl Out {
             match r.segs.pop_front() {
                 Some(Seg::Payload(_)) => r.shared = r.shared.saturating_sub(len),
                 Some(Seg::Bytes(b)) => spare.give(b, now),
-                None => {}
+                Some(Seg::Head(..)) | None => {}
             }
         }
         r.pos = r.pos.saturating_add(n).min(r.tail.len());
         if r.pos == r.tail.len() {
             // Idle connections hold no output.
             if let Some(r) = self.0.take() {
-                spare.give(r.tail, now);
+                spare.give_ring(r, now);
             }
         } else if r.pos >= SEG_MAX {
             // Compacted once a good part of it has been written, so a slow reader's buffer
@@ -407,5 +470,97 @@ mod tests {
         let r = o.0.as_ref().unwrap();
         let held: usize = r.segs.iter().map(|s| s.as_slice().len()).sum::<usize>() + r.tail.len();
         assert!(held <= 2 * SEG_MAX + 30_000, "{held}");
+    }
+
+    #[test]
+    fn heads_of_shared_payloads_take_no_buffer_and_rings_are_reused() {
+        let big = Rc::new(Message::new("t", &[5; SHARE_MIN], QoS::AtMostOnce, false));
+        let mut spare = Spare::default();
+        let mut o = Out::default();
+        for pid in [1, 2, 3] {
+            o.publish(
+                false,
+                QoS::AtLeastOnce,
+                false,
+                "a/b",
+                Some(pid),
+                None,
+                &big,
+                &mut spare,
+                0,
+            );
+        }
+        // 0x32, remaining length 2 + 3 + 2 + 2048 (two bytes), topic, packet id: 9-byte heads.
+        let mut want = Vec::new();
+        for pid in [1u8, 2, 3] {
+            want.extend_from_slice(&[0x32, 0x87, 0x10, 0, 3, b'a', b'/', b'b', 0, pid]);
+            want.extend_from_slice(&[5; SHARE_MIN]);
+        }
+        assert_eq!(all(&o), want);
+        let r = o.0.as_ref().unwrap();
+        let kinds: Vec<&str> = r
+            .segs
+            .iter()
+            .map(|s| match s {
+                Seg::Head(..) => "head",
+                Seg::Payload(_) => "payload",
+                Seg::Bytes(_) => "bytes",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["head", "payload", "head", "payload", "head", "payload"]
+        );
+        assert!(r.tail.is_empty());
+        let cap = r.segs.capacity();
+        // Written in uneven steps, the bytes come out the same.
+        let mut got = Vec::new();
+        while o.pending() > 0 {
+            let step = o.front().len().min(7);
+            got.extend_from_slice(&o.front()[..step]);
+            o.advance(step, &mut spare, 10);
+        }
+        assert_eq!(got, want);
+        assert!(o.is_empty());
+        assert_eq!(Rc::strong_count(&big), 1);
+        // The emptied ring is kept with its segment list, and the next publish takes it.
+        assert_eq!(spare.rings.len(), 1);
+        let mut p = Out::default();
+        p.publish(
+            false,
+            QoS::AtMostOnce,
+            false,
+            "a/b",
+            None,
+            None,
+            &big,
+            &mut spare,
+            20,
+        );
+        assert!(spare.rings.is_empty());
+        assert_eq!(p.0.as_ref().unwrap().segs.capacity(), cap);
+        let n = p.pending();
+        p.advance(n, &mut spare, 30);
+        assert_eq!(spare.rings.len(), 1);
+        spare.expire(30 + SPARE_KEEP_MS);
+        assert!(spare.rings.is_empty());
+        // A ring of short packets holds no segments and is not kept.
+        let small = Rc::new(Message::new("t", b"x", QoS::AtMostOnce, false));
+        let mut q = Out::default();
+        q.publish(
+            false,
+            QoS::AtMostOnce,
+            false,
+            "a",
+            None,
+            None,
+            &small,
+            &mut spare,
+            40,
+        );
+        let n = q.pending();
+        q.advance(n, &mut spare, 40);
+        assert!(spare.rings.is_empty());
+        assert_eq!(spare.deadline(), None);
     }
 }
