@@ -30,7 +30,9 @@
 //! is plain MQTT and goes to `Broker::received` like a plain socket's bytes. The "kept tail"
 //! logic is the same for both: whatever the broker did not consume (an incomplete packet, or
 //! everything after backpressure paused the connection) is copied into `Extra::kept`, which
-//! always holds *decoded* bytes, and is handed to the broker first next time (`feed_kept`).
+//! always holds *decoded* bytes, and is handed to the broker first next time (`sock::feed`):
+//! a kept incomplete packet takes from the next read only the bytes it lacks, and the rest of
+//! that read goes to the broker in place.
 //! Bytes a layer must answer with (TLS handshake records, a WebSocket pong) are queued in that
 //! layer and written by the write path, which the read path runs after decoding.
 //!
@@ -102,7 +104,7 @@ pub use transport::{Layer, NewLayers, Stack};
 
 use autosave::Persist;
 use listen::peer_string;
-use sock::{feed_kept, keep, park, unpark, Extra, Sock};
+use sock::{feed, feed_kept, park, unpark, Extra, Sock};
 use transport::{drain_layers, Down};
 
 use crate::broker::{Broker, ConnId, ListenerPolicy, Millis};
@@ -373,20 +375,7 @@ impl Server {
                 }
                 data = &from[..];
             }
-            let n = data.len();
-            match &mut sock.extra {
-                Some(extra) if !extra.kept.is_empty() => {
-                    extra.kept.extend_from_slice(data);
-                    feed_kept(&mut self.broker, key, &mut sock.extra, now);
-                }
-                _ if n == 0 => {}
-                extra => {
-                    let used = self.broker.received(key, data, now);
-                    if used < n {
-                        keep(extra, &data[used..]);
-                    }
-                }
-            }
+            feed(&mut self.broker, key, &mut sock.extra, data, now);
             if sock.extra.as_ref().is_some_and(|e| !e.layers.is_empty()) {
                 // Handshake records and other answers a layer queued while decoding.
                 self.flush(key);

@@ -69,16 +69,65 @@ pub(super) fn unpark(sock: &mut Sock, stacks: &[Stack]) {
     }
 }
 
+/// Room reserved at once for an incomplete packet whose length its fixed header gives: enough
+/// for long payloads to arrive without the buffer growing (and copying itself) on the way, not
+/// so much that a header announcing 256 MB reserves it before the bytes come.
+const RESERVE_MAX: usize = 1 << 20;
+
 /// Keeps `tail`, decoded bytes the broker has not consumed, for next time.
 pub(super) fn keep(extra: &mut Kept, tail: &[u8]) {
-    match extra {
-        Some(e) => e.kept.extend_from_slice(tail),
-        None => {
-            *extra = Some(Box::new(Extra {
-                kept: tail.to_vec(),
-                layers: Vec::new(),
-            }))
+    let e = extra.get_or_insert_with(|| {
+        Box::new(Extra {
+            kept: Vec::new(),
+            layers: Vec::new(),
+        })
+    });
+    if e.kept.is_empty() {
+        let whole = lacking(tail).map_or(0, |n| n.saturating_add(tail.len()));
+        e.kept
+            .reserve_exact(whole.clamp(tail.len(), RESERVE_MAX.max(tail.len())));
+    }
+    e.kept.extend_from_slice(tail);
+}
+
+/// Hands the broker `data`, newly read and decoded bytes of `key`, after what was kept for it,
+/// and keeps what it did not consume. When an incomplete packet was kept, only the bytes that
+/// complete it are appended to it; the rest goes to the broker from where it was read, so a
+/// stream of long packets is copied once into `kept` per straddling packet, not once per read.
+pub(super) fn feed(broker: &mut Broker, key: usize, extra: &mut Kept, data: &[u8], now: Millis) {
+    let mut rest = data;
+    if let Some(e) = extra.as_mut().filter(|e| !e.kept.is_empty()) {
+        let take = lacking(&e.kept).map_or(rest.len(), |n| n.min(rest.len()));
+        let (head, tail) = rest.split_at(take);
+        e.kept.extend_from_slice(head);
+        rest = tail;
+        feed_kept(broker, key, extra, now);
+        if extra.as_ref().is_some_and(|e| !e.kept.is_empty()) {
+            // Still incomplete, or paused: the rest waits behind it.
+            if !rest.is_empty() {
+                keep(extra, rest);
+            }
+            return;
         }
+    }
+    if rest.is_empty() {
+        return;
+    }
+    let used = broker.received(key, rest, now);
+    if let Some(tail) = rest.get(used..).filter(|t| !t.is_empty()) {
+        keep(extra, tail);
+    }
+}
+
+/// How many more bytes the first packet in `kept` needs to be whole (0 when it is), or `None`
+/// when its fixed header is incomplete or invalid (the broker judges that once it has more).
+fn lacking(kept: &[u8]) -> Option<usize> {
+    match crate::mqtt::read_remaining_length(kept.get(1..)?) {
+        Ok(crate::mqtt::Status::Complete(remaining, n)) => {
+            let total = remaining.checked_add(n)?.checked_add(1)?;
+            Some(total.saturating_sub(kept.len()))
+        }
+        _ => None,
     }
 }
 
@@ -98,5 +147,87 @@ pub(super) fn feed_kept(broker: &mut Broker, key: usize, extra: &mut Kept, now: 
         }
     } else {
         e.kept.drain(..used);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::Config;
+
+    fn publish(payload: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        crate::mqtt::encode_publish(
+            &mut p,
+            false,
+            crate::mqtt::QoS::AtMostOnce,
+            false,
+            "t",
+            None,
+            None,
+            payload,
+        );
+        p
+    }
+
+    fn drain(b: &mut Broker, id: usize) -> Vec<u8> {
+        let mut all = Vec::new();
+        loop {
+            let out = b.output(id).to_vec();
+            if out.is_empty() {
+                return all;
+            }
+            b.written(id, out.len(), 0);
+            all.extend_from_slice(&out);
+        }
+    }
+
+    /// A packet that straddles reads is completed from the next read with just the bytes it
+    /// lacks; the packets after it are handled in place, and only the incomplete one at the end
+    /// is kept (in a buffer of its own size, not the whole read's).
+    #[test]
+    fn a_kept_packet_takes_only_the_bytes_it_lacks() {
+        let mut b = Broker::new(Config::default());
+        let mut extra: Kept = None;
+        let (publisher, subscriber) = (1, 2);
+        b.open(subscriber, "127.0.0.1:50001", 0, 0);
+        let sub = [
+            &b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x00\x00\x01s"[..],
+            b"\x82\x06\x00\x01\x00\x01t\x00",
+        ]
+        .concat();
+        assert_eq!(b.received(subscriber, &sub, 0), sub.len());
+        assert_eq!(
+            drain(&mut b, subscriber),
+            b"\x20\x02\x00\x00\x90\x03\x00\x01\x00"
+        );
+        b.open(publisher, "127.0.0.1:50000", 0, 0);
+        feed(
+            &mut b,
+            publisher,
+            &mut extra,
+            b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x00\x00\x01p",
+            0,
+        );
+        assert!(extra.is_none());
+        assert_eq!(drain(&mut b, publisher), b"\x20\x02\x00\x00");
+
+        let (p1, p2, p3) = (publish(&[1; 300]), publish(&[2; 40]), publish(&[3; 5000]));
+        // A fixed header cut in two is kept whole before its length is known.
+        feed(&mut b, publisher, &mut extra, &p1[..1], 0);
+        assert_eq!(extra.as_ref().map(|e| &e.kept[..]), Some(&p1[..1]));
+        feed(&mut b, publisher, &mut extra, &p1[1..100], 0);
+        assert_eq!(extra.as_ref().map(|e| &e.kept[..]), Some(&p1[..100]));
+        let read = [&p1[100..], &p2[..], &p3[..10]].concat();
+        feed(&mut b, publisher, &mut extra, &read, 0);
+        let kept = &extra.as_ref().expect("the start of p3 is kept").kept;
+        assert_eq!(&kept[..], &p3[..10]);
+        // Room for p3 and no more: not the read's 400 bytes appended to p1's buffer.
+        assert_eq!(kept.capacity(), p3.len());
+        assert_eq!(drain(&mut b, subscriber), [&p1[..], &p2[..]].concat());
+        // The rest of p3 arrives with nothing after it: p3 is delivered and nothing is kept.
+        feed(&mut b, publisher, &mut extra, &p3[10..], 0);
+        assert!(extra.is_none());
+        assert_eq!(drain(&mut b, subscriber), p3);
     }
 }
