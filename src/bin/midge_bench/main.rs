@@ -7,6 +7,7 @@
 //!             [-V 3|5] [-q 0|1|2] [-d SECS] [-n COUNT] [--pid BROKER_PID] ...
 //!             (midge_bench --help for all)
 //! midge_bench --relay PORT    # a byte-copying reference relay (relay.rs), for comparisons
+//! midge_bench --floor SIZE [SUBSCRIBERS] [BATCH] [SECS]   # the kernel's cost alone (floor.rs)
 //! ```
 //!
 //! Scenarios:
@@ -38,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+mod floor;
 mod proto;
 mod relay;
 mod stats;
@@ -656,6 +658,19 @@ fn main() -> ExitCode {
         let port = args.get(1).and_then(|p| p.parse().ok()).unwrap_or(1883);
         return match relay::serve(port) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("midge_bench: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if args.first().map(String::as_str) == Some("--floor") {
+        // The kernel's cost of sending to loopback subscribers, no broker (floor.rs).
+        return match floor::run(&args[1..]) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("midge_bench: {e}");
                 ExitCode::from(1)

@@ -70,6 +70,28 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Whether this is plain TCP (no TLS).
+    pub fn is_plain(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return false;
+        }
+        true
+    }
+
+    /// Consumes up to `room.len()` received bytes without copying them out (`recv` with
+    /// `MSG_TRUNC`, which TCP on Linux takes as "discard"); `room` is not written. Plain TCP only.
+    pub fn discard(&mut self, room: &mut [u8]) -> io::Result<usize> {
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::AsRawFd;
+        if !self.is_plain() {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        recv(self.tcp.as_raw_fd(), room, MsgFlags::MSG_TRUNC).map_err(io::Error::from)
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]

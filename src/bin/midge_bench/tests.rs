@@ -661,6 +661,23 @@ fn misbehaving_broker() -> (SocketAddr, std::thread::JoinHandle<()>) {
 
 #[test]
 fn engine_counts_what_a_broker_loses_duplicates_and_reorders() {
+    assert_eq!(engine_counts_with_payloads_of(32), 0);
+}
+
+/// Long payloads are handled from their first bytes and the rest discarded unread: the counts
+/// are the same, and the bytes after each payload's first kilobyte or so were never copied out.
+#[test]
+fn long_payloads_are_counted_alike_and_mostly_discarded_unread() {
+    let size = 300_000;
+    let skipped = engine_counts_with_payloads_of(size);
+    // 20 received (3 dropped, 5 twice); at most what came after each one's first read.
+    assert!(skipped > 0);
+    assert!(skipped < 20 * size as u64, "{skipped}");
+}
+
+/// Runs the misbehaving broker's exchange with payloads of `size` bytes, checks the counts,
+/// and returns how many payload bytes the engine discarded unread.
+fn engine_counts_with_payloads_of(size: usize) -> u64 {
     let (addr, broker) = misbehaving_broker();
     let p = Params {
         addr,
@@ -686,7 +703,7 @@ fn engine_counts_what_a_broker_loses_duplicates_and_reorders() {
     e.connect_all(vec![(Role::Pub(0), "p".into(), Vec::new())], 1, deadline)
         .unwrap();
     assert_eq!(e.ready(), 2);
-    e.add_publisher("t/0", 0, 32, 20, 0.0);
+    e.add_publisher("t/0", 0, size, 20, 0.0);
     e.run_traffic(
         Duration::from_secs(5),
         Duration::from_secs(5),
@@ -702,6 +719,8 @@ fn engine_counts_what_a_broker_loses_duplicates_and_reorders() {
     assert_eq!(e.delivered, 19);
     assert_eq!(e.hist.count(), 19);
     assert_eq!(e.c.received, 20);
+    assert_eq!(e.c.corrupt, 0);
+    e.c.skipped
 }
 
 /// A fake broker that answers CONNECT and every SUBSCRIBE (one code per filter, decoded with
@@ -763,4 +782,27 @@ fn engine_subscribes_to_many_filters_in_batches_and_later_more() {
     e.disconnect_all();
     let got = broker.join().unwrap();
     assert_eq!(got, [first, more].concat());
+}
+
+/// `--floor`: whole passes over every connection, each a batch per connection, all of it read.
+#[test]
+fn floor_writes_whole_batches_to_every_connection() {
+    let a = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let line = crate::floor::run(&a("1000 3 2 1")).unwrap();
+    let field = |k: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("{k} in {line}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        (field("size"), field("subscribers"), field("batch")),
+        (1000.0, 3.0, 2.0)
+    );
+    let d = field("deliveries");
+    assert!(d > 0.0 && d % 6.0 == 0.0, "{line}");
+    assert!(field("wall_s") >= 1.0, "{line}");
+    assert!(crate::floor::run(&a("0")).is_err());
+    assert!(crate::floor::run(&a("x")).is_err());
 }
