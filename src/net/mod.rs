@@ -104,7 +104,7 @@ pub use transport::{Layer, NewLayers, Stack};
 
 use autosave::Persist;
 use listen::peer_string;
-use sock::{feed, feed_kept, park, unpark, Extra, Sock};
+use sock::{feed, feed_kept, mid_long_packet, park, unpark, Extra, Sock};
 use transport::{drain_layers, Down};
 
 use crate::broker::{Broker, ConnId, ListenerPolicy, Millis};
@@ -131,6 +131,12 @@ pub type Reload = Box<dyn FnMut() -> Result<Reloaded, String>>;
 /// none dropped, about 1 ms).
 const READS_PER_TURN: usize = 1;
 const READ_CHUNK: usize = 64 * 1024;
+/// The read after one that ended inside a long packet (1 KiB or more, `sock::mid_long_packet`)
+/// may take this much: a connection sending long messages then has up to 256 KiB of them
+/// handled per turn, and each subscriber's vectored write carries more of them, while a
+/// connection of short packets is still read 64 KiB (about 1,000 packets) at a time. Measured
+/// on a QoS 0 fan-out of 16 KiB to 50 subscribers (alternating runs, BENCHMARKS.md).
+const LONG_READ: usize = 256 * 1024;
 /// Most runs of broker output passed to one vectored write (Linux takes up to 1,024).
 const WRITE_SLICES: usize = 64;
 /// How long a closed connection's input is read and dropped before the socket is closed.
@@ -193,7 +199,7 @@ impl Server {
             listeners,
             socks: Slab::new(),
             broker,
-            scratch: vec![0; READ_CHUNK],
+            scratch: vec![0; LONG_READ],
             up: [Vec::new(), Vec::new()],
             stacks: Vec::new(),
             clock: Clock(Instant::now()),
@@ -333,7 +339,15 @@ impl Server {
             let Some(sock) = self.socks.get_mut(key) else {
                 return;
             };
-            let n = match sock.stream.read(&mut self.scratch) {
+            let room = if mid_long_packet(&sock.extra) {
+                LONG_READ
+            } else {
+                READ_CHUNK
+            };
+            let n = match sock
+                .stream
+                .read(self.scratch.get_mut(..room).unwrap_or_default())
+            {
                 Ok(0) => {
                     let now = self.now();
                     self.broker.lost(key, false, now);

@@ -101,23 +101,42 @@ pub(super) fn feed(broker: &mut Broker, key: usize, extra: &mut Kept, data: &[u8
         let (head, tail) = rest.split_at(take);
         e.kept.extend_from_slice(head);
         rest = tail;
-        feed_kept(broker, key, extra, now);
-        if extra.as_ref().is_some_and(|e| !e.kept.is_empty()) {
+        let used = broker.received(key, &e.kept, now);
+        if used < e.kept.len() {
             // Still incomplete, or paused: the rest waits behind it.
-            if !rest.is_empty() {
-                keep(extra, rest);
-            }
+            e.kept.drain(..used);
+            e.kept.extend_from_slice(rest);
             return;
         }
+        // Emptied; its memory is kept for an incomplete packet at the end of `rest`.
+        e.kept.clear();
     }
-    if rest.is_empty() {
-        return;
+    if !rest.is_empty() {
+        let used = broker.received(key, rest, now);
+        if let Some(tail) = rest.get(used..).filter(|t| !t.is_empty()) {
+            return keep(extra, tail);
+        }
     }
-    let used = broker.received(key, rest, now);
-    if let Some(tail) = rest.get(used..).filter(|t| !t.is_empty()) {
-        keep(extra, tail);
+    // Nothing kept: the buffer is freed, and the whole `Extra` when there are no layers either.
+    if let Some(e) = extra.as_mut().filter(|e| e.kept.is_empty()) {
+        if e.layers.is_empty() {
+            *extra = None;
+        } else {
+            e.kept = Vec::new();
+        }
     }
 }
+
+/// Whether what is kept is the start of a long packet (1 KiB or more in all), so that the next
+/// read may be a long one (`LONG_READ`).
+pub(super) fn mid_long_packet(extra: &Kept) -> bool {
+    extra.as_ref().is_some_and(|e| {
+        lacking(&e.kept).is_some_and(|n| n.saturating_add(e.kept.len()) >= LONG_PACKET)
+    })
+}
+
+/// A packet at least this long counts as long for [`mid_long_packet`].
+const LONG_PACKET: usize = 1024;
 
 /// How many more bytes the first packet in `kept` needs to be whole (0 when it is), or `None`
 /// when its fixed header is incomplete or invalid (the broker judges that once it has more).
@@ -216,14 +235,19 @@ mod tests {
         // A fixed header cut in two is kept whole before its length is known.
         feed(&mut b, publisher, &mut extra, &p1[..1], 0);
         assert_eq!(extra.as_ref().map(|e| &e.kept[..]), Some(&p1[..1]));
+        assert!(!mid_long_packet(&extra));
         feed(&mut b, publisher, &mut extra, &p1[1..100], 0);
         assert_eq!(extra.as_ref().map(|e| &e.kept[..]), Some(&p1[..100]));
+        // 303 bytes in all: short, the next read is an ordinary one.
+        assert!(!mid_long_packet(&extra));
         let read = [&p1[100..], &p2[..], &p3[..10]].concat();
         feed(&mut b, publisher, &mut extra, &read, 0);
         let kept = &extra.as_ref().expect("the start of p3 is kept").kept;
         assert_eq!(&kept[..], &p3[..10]);
         // Room for p3 and no more: not the read's 400 bytes appended to p1's buffer.
         assert_eq!(kept.capacity(), p3.len());
+        // 5,004 bytes in all: long, the next read may be a long one.
+        assert!(mid_long_packet(&extra));
         assert_eq!(drain(&mut b, subscriber), [&p1[..], &p2[..]].concat());
         // The rest of p3 arrives with nothing after it: p3 is delivered and nothing is kept.
         feed(&mut b, publisher, &mut extra, &p3[10..], 0);

@@ -147,6 +147,8 @@ struct Conn {
     publisher: Option<Box<PubState>>,
     /// Bytes of the PUBLISH being received still to discard unread (see [`SKIP_MIN`]).
     skip: usize,
+    /// The last PUBLISH was long: read the next one's first bytes only, then skip the rest.
+    long: bool,
 }
 
 #[derive(Default, Debug, Clone)]
@@ -367,6 +369,7 @@ impl Engine {
             subacks_due: 0,
             publisher: None,
             skip: 0,
+            long: false,
         });
         self.pending += 1;
         self.flush(i);
@@ -677,7 +680,13 @@ impl Engine {
                     }
                 }
             }
-            match c.sock.read(&mut rbuf[c.rhi..]) {
+            // After a long PUBLISH, read no more than the next one's head and stamp at once.
+            let end = if c.long {
+                c.rhi.saturating_add(SKIP_PREFIX).min(rbuf.len())
+            } else {
+                rbuf.len()
+            };
+            match c.sock.read(&mut rbuf[c.rhi..end]) {
                 Ok(0) => {
                     err = Some("connection closed by the broker".into());
                     break;
@@ -728,6 +737,7 @@ impl Engine {
                                 let r = self.on_packet(i, b1, &rbuf[lo + body..hi], now, now_ns);
                                 let c = &mut self.conns[i];
                                 c.skip = total - (hi - lo);
+                                c.long = true;
                                 c.rlo = hi;
                                 if let Err(e) = r {
                                     err = Some(e);
@@ -742,6 +752,9 @@ impl Engine {
                         }
                         let r = self.on_packet(i, b1, &rbuf[lo + body..lo + total], now, now_ns);
                         self.conns[i].rlo += total;
+                        if total < SKIP_MIN {
+                            self.conns[i].long = false;
+                        }
                         if let Err(e) = r {
                             err = Some(e);
                             break 'reads;
