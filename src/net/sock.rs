@@ -69,9 +69,11 @@ pub(super) fn unpark(sock: &mut Sock, stacks: &[Stack]) {
     }
 }
 
-/// Room reserved at once for an incomplete packet whose length its fixed header gives: enough
-/// for long payloads to arrive without the buffer growing (and copying itself) on the way, not
-/// so much that a header announcing 256 MB reserves it before the bytes come.
+/// Room reserved at once for an incomplete packet whose length its fixed header gives, when at
+/// least a quarter of it is at hand: enough for long payloads to arrive without the buffer
+/// growing (and copying itself) on the way, while a client cannot make the broker reserve more
+/// than four times what it sent, nor more than this (a header announcing 256 MB alone
+/// reserves nothing beyond its own bytes).
 const RESERVE_MAX: usize = 1 << 20;
 
 /// Keeps `tail`, decoded bytes the broker has not consumed, for next time.
@@ -84,8 +86,12 @@ pub(super) fn keep(extra: &mut Kept, tail: &[u8]) {
     });
     if e.kept.is_empty() {
         let whole = lacking(tail).map_or(0, |n| n.saturating_add(tail.len()));
-        e.kept
-            .reserve_exact(whole.clamp(tail.len(), RESERVE_MAX.max(tail.len())));
+        let room = if tail.len() >= whole / 4 {
+            whole.min(RESERVE_MAX)
+        } else {
+            0
+        };
+        e.kept.reserve_exact(room.max(tail.len()));
     }
     e.kept.extend_from_slice(tail);
 }
@@ -240,17 +246,23 @@ mod tests {
         assert_eq!(extra.as_ref().map(|e| &e.kept[..]), Some(&p1[..100]));
         // 303 bytes in all: short, the next read is an ordinary one.
         assert!(!mid_long_packet(&extra));
-        let read = [&p1[100..], &p2[..], &p3[..10]].concat();
+        let read = [&p1[100..], &p2[..], &p3[..2000]].concat();
         feed(&mut b, publisher, &mut extra, &read, 0);
         let kept = &extra.as_ref().expect("the start of p3 is kept").kept;
-        assert_eq!(&kept[..], &p3[..10]);
-        // Room for p3 and no more: not the read's 400 bytes appended to p1's buffer.
+        assert_eq!(&kept[..], &p3[..2000]);
+        // Room for p3 (more than a quarter of it is here) and no more: not the whole read
+        // appended to p1's buffer.
         assert_eq!(kept.capacity(), p3.len());
-        // 5,004 bytes in all: long, the next read may be a long one.
+        // 5,006 bytes in all: long, the next read may be a long one.
         assert!(mid_long_packet(&extra));
         assert_eq!(drain(&mut b, subscriber), [&p1[..], &p2[..]].concat());
+        // A header announcing far more than has come reserves no more than what came.
+        let mut other: Kept = None;
+        let huge = [0x30, 0xff, 0xff, 0xff, 0x7f, 0, 1, b't'];
+        keep(&mut other, &huge);
+        assert_eq!(other.as_ref().map(|e| e.kept.capacity()), Some(huge.len()));
         // The rest of p3 arrives with nothing after it: p3 is delivered and nothing is kept.
-        feed(&mut b, publisher, &mut extra, &p3[10..], 0);
+        feed(&mut b, publisher, &mut extra, &p3[2000..], 0);
         assert!(extra.is_none());
         assert_eq!(drain(&mut b, subscriber), p3);
     }
