@@ -342,6 +342,54 @@ fn large_message_through_the_broker() {
     s.expect(&publish("big", &payload, 1, false, 1));
 }
 
+/// Long payloads sent by reference to several subscribers: every subscriber gets every byte, in
+/// order, with its own head (QoS 1 with its packet identifier), also one that reads only after
+/// everything was published (its socket fills, so writes stop part way through a payload and
+/// go on from there), and a payload longer than a read.
+#[test]
+fn long_payloads_reach_many_subscribers_byte_for_byte() {
+    let m = Midge::start("allow_anonymous true\n");
+    let mut subs: Vec<Client> = (0..5)
+        .map(|i| {
+            let mut s = m.client();
+            s.handshake(&format!("s{i}"), true, 0, false);
+            let qos = u8::from(i == 1);
+            s.send(&subscribe(1, &[("big/#", qos)]));
+            s.expect(&suback(1, &[qos]));
+            s
+        })
+        .collect();
+    let payloads: Vec<Vec<u8>> = [300_000usize, 70_000, 1_500_000, 300_000]
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| (0..n).map(|i| ((i * 7 + k * 13) % 253) as u8).collect())
+        .collect();
+    let mut p = m.client();
+    p.handshake("p", true, 0, false);
+    for (k, payload) in payloads.iter().enumerate() {
+        let pid = k as u16 + 1;
+        p.send(&publish(&format!("big/{k}"), payload, 1, false, pid));
+        p.expect(&ack(0x40, pid));
+    }
+    // Subscriber 4 reads last, everything at once.
+    for (i, s) in subs.iter_mut().enumerate().take(4) {
+        for (k, payload) in payloads.iter().enumerate() {
+            let topic = format!("big/{k}");
+            if i == 1 {
+                let pid = k as u16 + 1;
+                s.expect(&publish(&topic, payload, 1, false, pid));
+                s.send(&ack(0x40, pid));
+            } else {
+                s.expect(&publish(&topic, payload, 0, false, 0));
+            }
+        }
+    }
+    for (k, payload) in payloads.iter().enumerate() {
+        subs[4].expect(&publish(&format!("big/{k}"), payload, 0, false, 0));
+    }
+    subs[0].expect_silence(100);
+}
+
 #[test]
 fn message_size_limit_drops_and_oversized_packet_closes() {
     let m = Midge::start("allow_anonymous true\nmessage_size_limit 100\n");
