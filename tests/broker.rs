@@ -344,8 +344,7 @@ fn large_message_through_the_broker() {
 
 /// Long payloads sent by reference to several subscribers: every subscriber gets every byte, in
 /// order, with its own head (QoS 1 with its packet identifier), also one that reads only after
-/// everything was published (its socket fills, so writes stop part way through a payload and
-/// go on from there), and a payload longer than a read.
+/// everything was published, and a payload longer than a read.
 #[test]
 fn long_payloads_reach_many_subscribers_byte_for_byte() {
     let m = Midge::start("allow_anonymous true\n");
