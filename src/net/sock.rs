@@ -123,7 +123,12 @@ pub(super) fn feed(broker: &mut Broker, key: usize, extra: &mut Kept, data: &[u8
             return keep(extra, tail);
         }
     }
-    // Nothing kept: the buffer is freed, and the whole `Extra` when there are no layers either.
+    release_if_empty(extra);
+}
+
+/// Frees the kept buffer once it is empty, and the whole `Extra` when there are no layers
+/// either.
+fn release_if_empty(extra: &mut Kept) {
     if let Some(e) = extra.as_mut().filter(|e| e.kept.is_empty()) {
         if e.layers.is_empty() {
             *extra = None;
@@ -147,11 +152,8 @@ const LONG_PACKET: usize = 1024;
 /// How many more bytes the first packet in `kept` needs to be whole (0 when it is), or `None`
 /// when its fixed header is incomplete or invalid (the broker judges that once it has more).
 fn lacking(kept: &[u8]) -> Option<usize> {
-    match crate::mqtt::read_remaining_length(kept.get(1..)?) {
-        Ok(crate::mqtt::Status::Complete(remaining, n)) => {
-            let total = remaining.checked_add(n)?.checked_add(1)?;
-            Some(total.saturating_sub(kept.len()))
-        }
+    match crate::mqtt::decode_fixed_header(kept, usize::MAX) {
+        Ok(crate::mqtt::Status::Complete(h, _)) => Some(h.total_len().saturating_sub(kept.len())),
         _ => None,
     }
 }
@@ -163,16 +165,9 @@ pub(super) fn feed_kept(broker: &mut Broker, key: usize, extra: &mut Kept, now: 
     let Some(e) = extra else {
         return;
     };
-    let used = broker.received(key, &e.kept, now);
-    if used >= e.kept.len() {
-        if e.layers.is_empty() {
-            *extra = None;
-        } else {
-            e.kept = Vec::new();
-        }
-    } else {
-        e.kept.drain(..used);
-    }
+    let used = broker.received(key, &e.kept, now).min(e.kept.len());
+    e.kept.drain(..used);
+    release_if_empty(extra);
 }
 
 #[cfg(test)]
